@@ -1,0 +1,77 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Source reads one or more UPSes. Run blocks until ctx ends, sending updates
+// into out; it never closes out (the bridge owns it). A source handles its own
+// reconnects; a returned error other than ctx's is logged and the source is
+// started again after a pause.
+type Source interface {
+	ID() string
+	Run(ctx context.Context, out chan<- Update) error
+}
+
+// Sink consumes states and events from its queue until the queue is closed
+// and drained, or ctx ends.
+type Sink interface {
+	Name() string
+	Run(ctx context.Context, q *Queue) error
+}
+
+// Commander is the optional ability of a source to run an instant command on
+// a UPS it reads. ups is the UPS id as published.
+type Commander interface {
+	InstCmd(ctx context.Context, ups, command, arg string) (CommandResult, error)
+}
+
+// VarSetter is the optional ability of a source to set a writable variable.
+type VarSetter interface {
+	SetVar(ctx context.Context, ups, name, value string) (CommandResult, error)
+}
+
+// ForcedShutdowner is the optional ability of a source to tell the UPS's
+// server that the UPS is in forced shutdown (NUT's FSD as a primary), so that
+// other clients of that server shut down too.
+type ForcedShutdowner interface {
+	SetFSD(ctx context.Context, ups string) error
+}
+
+// CommandResult is what a UPS said about a command.
+type CommandResult struct {
+	// Status is "SUCCESS", "FAILED", "PENDING" (result unknown) or the
+	// source's own word.
+	Status string
+	Detail string
+}
+
+// CommandRunner is the bridge's side of commands, as sinks see it. It is
+// the one route from sinks back to UPSes.
+type CommandRunner interface {
+	InstCmd(ctx context.Context, ups, command, arg string) (CommandResult, error)
+	SetVar(ctx context.Context, ups, name, value string) (CommandResult, error)
+}
+
+// Errors for commands routed through the bridge.
+var (
+	ErrUnknownUPS     = errors.New("unknown UPS")
+	ErrNotSupported   = errors.New("the source of this UPS does not support it")
+	ErrCommandUnknown = errors.New("the UPS does not offer this command")
+)
+
+// Backoff returns the wait before reconnect attempt n (0-based): exponential
+// from min to max with full jitter in [d/2, d), so that many clients that
+// lost the same server do not return in step.
+func Backoff(n int, min, max time.Duration, rand func() float64) time.Duration {
+	d := min
+	for i := 0; i < n && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d/2 + time.Duration(rand()*float64(d/2))
+}

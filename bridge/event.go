@@ -1,0 +1,149 @@
+package bridge
+
+import (
+	"fmt"
+	"time"
+)
+
+// EventType is an event name with upsmon's meaning (NOTIFYTYPE in upsmon).
+type EventType string
+
+// The events the bridge derives, named as upsmon names its notifications.
+const (
+	EventOnline    EventType = "ONLINE"
+	EventOnBatt    EventType = "ONBATT"
+	EventLowBatt   EventType = "LOWBATT"
+	EventFSD       EventType = "FSD"
+	EventCommOK    EventType = "COMMOK"
+	EventCommBad   EventType = "COMMBAD"
+	EventNoComm    EventType = "NOCOMM"
+	EventReplBatt  EventType = "REPLBATT"
+	EventCal       EventType = "CAL"
+	EventNotCal    EventType = "NOTCAL"
+	EventOff       EventType = "OFF"
+	EventNotOff    EventType = "NOTOFF"
+	EventBypass    EventType = "BYPASS"
+	EventNotBypass EventType = "NOTBYPASS"
+	EventOver      EventType = "OVER"
+	EventNotOver   EventType = "NOTOVER"
+	EventTrim      EventType = "TRIM"
+	EventNotTrim   EventType = "NOTTRIM"
+	EventBoost     EventType = "BOOST"
+	EventNotBoost  EventType = "NOTBOOST"
+	EventAlarm     EventType = "ALARM"
+	EventNotAlarm  EventType = "NOTALARM"
+	EventEco       EventType = "ECO"
+	EventNotEco    EventType = "NOTECO"
+	// EventShutdown is emitted by a host that is about to power off (agents).
+	EventShutdown EventType = "SHUTDOWN"
+)
+
+// Severity orders events for routing (notifier min_severity).
+type Severity int
+
+// Severities, lowest first.
+const (
+	SeverityInfo Severity = iota
+	SeverityWarning
+	SeverityCritical
+)
+
+func (s Severity) String() string {
+	switch s {
+	case SeverityInfo:
+		return "info"
+	case SeverityWarning:
+		return "warning"
+	case SeverityCritical:
+		return "critical"
+	}
+	return fmt.Sprintf("severity(%d)", int(s))
+}
+
+// ParseSeverity parses "info", "warning" or "critical".
+func ParseSeverity(s string) (Severity, error) {
+	switch s {
+	case "info":
+		return SeverityInfo, nil
+	case "warning":
+		return SeverityWarning, nil
+	case "critical":
+		return SeverityCritical, nil
+	}
+	return 0, fmt.Errorf("unknown severity %q (want info, warning or critical)", s)
+}
+
+type eventInfo struct {
+	severity Severity
+	format   string // %s is the UPS id
+}
+
+var eventTable = map[EventType]eventInfo{
+	EventOnline:    {SeverityInfo, "UPS %s is back on mains power"},
+	EventOnBatt:    {SeverityWarning, "UPS %s is on battery: mains power failed"},
+	EventLowBatt:   {SeverityCritical, "UPS %s battery is low"},
+	EventFSD:       {SeverityCritical, "UPS %s: forced shutdown in progress"},
+	EventCommOK:    {SeverityInfo, "Communication with UPS %s restored"},
+	EventCommBad:   {SeverityWarning, "Communication with UPS %s lost"},
+	EventNoComm:    {SeverityWarning, "UPS %s is unavailable: no communication"},
+	EventReplBatt:  {SeverityWarning, "UPS %s battery needs to be replaced"},
+	EventCal:       {SeverityInfo, "UPS %s is calibrating its battery"},
+	EventNotCal:    {SeverityInfo, "UPS %s finished calibrating"},
+	EventOff:       {SeverityWarning, "UPS %s is off: the load is not powered"},
+	EventNotOff:    {SeverityInfo, "UPS %s is no longer off"},
+	EventBypass:    {SeverityWarning, "UPS %s is on bypass: the load is not protected"},
+	EventNotBypass: {SeverityInfo, "UPS %s left bypass"},
+	EventOver:      {SeverityWarning, "UPS %s is overloaded"},
+	EventNotOver:   {SeverityInfo, "UPS %s is no longer overloaded"},
+	EventTrim:      {SeverityInfo, "UPS %s is trimming high input voltage"},
+	EventNotTrim:   {SeverityInfo, "UPS %s stopped trimming input voltage"},
+	EventBoost:     {SeverityInfo, "UPS %s is boosting low input voltage"},
+	EventNotBoost:  {SeverityInfo, "UPS %s stopped boosting input voltage"},
+	EventAlarm:     {SeverityWarning, "UPS %s has an active alarm"},
+	EventNotAlarm:  {SeverityInfo, "UPS %s alarms cleared"},
+	EventEco:       {SeverityInfo, "UPS %s entered ECO mode"},
+	EventNotEco:    {SeverityInfo, "UPS %s left ECO mode"},
+	EventShutdown:  {SeverityCritical, "Host %s is shutting down"},
+}
+
+// KnownEvent reports whether t is an event name upsbridge produces.
+func KnownEvent(t EventType) bool {
+	_, ok := eventTable[t]
+	return ok
+}
+
+// EventTypes lists every event name upsbridge produces.
+func EventTypes() []EventType {
+	out := make([]EventType, 0, len(eventTable))
+	for t := range eventTable {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Severity returns the event type's severity.
+func (t EventType) Severity() Severity { return eventTable[t].severity }
+
+// Event is one derived power event for a UPS.
+type Event struct {
+	UPS     string
+	Time    time.Time
+	Type    EventType
+	Message string
+	Status  string // raw ups.status when the event was derived
+	// State is the UPS state the event was derived with (for templates:
+	// charge, runtime, load, outage start). It may be nil.
+	State *State
+}
+
+// Severity returns the event's severity.
+func (e Event) Severity() Severity { return e.Type.Severity() }
+
+// NewEvent builds an event with the standard message for its type.
+func NewEvent(ups string, t time.Time, typ EventType, status string) Event {
+	msg := string(typ)
+	if info, ok := eventTable[typ]; ok {
+		msg = fmt.Sprintf(info.format, ups)
+	}
+	return Event{UPS: ups, Time: t, Type: typ, Message: msg, Status: status}
+}
