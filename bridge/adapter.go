@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 )
 
@@ -74,4 +75,26 @@ func Backoff(n int, min, max time.Duration, rand func() float64) time.Duration {
 		d = max
 	}
 	return d/2 + time.Duration(rand()*float64(d/2))
+}
+
+// Env is what the program hands an adapter when it builds one from config.
+type Env struct {
+	Logger   *slog.Logger
+	BridgeID string
+	// StateDir is where an adapter keeps what must survive a restart.
+	StateDir string
+	// Commands routes commands to UPSes (for sinks that accept them).
+	Commands CommandRunner
+}
+
+// SourceSpec is implemented by a source type's config struct (registered
+// with config.Register("sources", ...)): it builds the source.
+type SourceSpec interface {
+	NewSource(env Env) (Source, error)
+}
+
+// SinkSpec is implemented by a sink type's config struct (registered with
+// config.Register("notify", ...)): it builds the sink.
+type SinkSpec interface {
+	NewSink(env Env) (Sink, error)
 }
