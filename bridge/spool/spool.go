@@ -1,0 +1,287 @@
+// Package spool is a durable FIFO of byte records on disk, for messages that
+// must survive a restart and a network that is down for hours: events waiting
+// for the MQTT broker, notifications waiting for a webhook.
+//
+// Layout: one append-only log file of records (4-byte length, 4-byte CRC-32C,
+// payload) and a small head file holding the offset of the oldest record not
+// yet acknowledged. A record torn by a crash at the tail is detected by its
+// length or checksum and cut off on open. When every record is acknowledged
+// the log is truncated; a log whose acknowledged prefix grows large is
+// compacted. Delivery is at least once: a record acknowledged just before a
+// crash of the machine (not of the process) may be delivered again.
+package spool
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+const (
+	headerSize = 8
+	// MaxRecord is the largest record accepted.
+	MaxRecord = 16 << 20
+	// compactAfter is how large the acknowledged prefix may grow before the
+	// log is rewritten without it.
+	compactAfter = 8 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrEmpty is returned by Peek when nothing is queued.
+var ErrEmpty = errors.New("spool: empty")
+
+// Options tune a spool.
+type Options struct {
+	// NoSync skips fsync after each append. Process crashes lose nothing
+	// either way; fsync protects against the machine losing power.
+	NoSync bool
+	// MaxRecords bounds the queue; 0 means unbounded. Append fails when full.
+	MaxRecords int
+}
+
+// Spool is a durable FIFO. It is safe for concurrent use.
+type Spool struct {
+	opts Options
+	dir  string
+
+	mu      sync.Mutex
+	log     *os.File
+	head    *os.File
+	offsets []int64 // start offsets of unacknowledged records, oldest first
+	end     int64   // end of the last valid record
+	acked   int64   // offset of the oldest unacknowledged record
+	wake    chan struct{}
+}
+
+// Open opens or creates the spool in dir.
+func Open(dir string, opts Options) (*Spool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: create %s: %w", dir, err)
+	}
+	s := &Spool{opts: opts, dir: dir, wake: make(chan struct{}, 1)}
+	var err error
+	if s.log, err = os.OpenFile(filepath.Join(dir, "queue.log"), os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("spool: open log in %s: %w", dir, err)
+	}
+	if s.head, err = os.OpenFile(filepath.Join(dir, "queue.head"), os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		s.log.Close()
+		return nil, fmt.Errorf("spool: open head in %s: %w", dir, err)
+	}
+	if err := s.recover(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Spool) recover() error {
+	var hb [16]byte
+	n, err := s.head.ReadAt(hb[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("spool: read head in %s: %w", s.dir, err)
+	}
+	if n == 16 && crc32.Checksum(hb[:8], castagnoli) == binary.LittleEndian.Uint32(hb[8:12]) {
+		s.acked = int64(binary.LittleEndian.Uint64(hb[:8]))
+	}
+	st, err := s.log.Stat()
+	if err != nil {
+		return fmt.Errorf("spool: stat log in %s: %w", s.dir, err)
+	}
+	if s.acked > st.Size() {
+		s.acked = 0 // head from another life of the log: replay all, at least once
+	}
+	off := s.acked
+	var h [headerSize]byte
+	buf := make([]byte, 0, 4096)
+	for {
+		if _, err := s.log.ReadAt(h[:], off); err != nil {
+			break
+		}
+		size := int64(binary.LittleEndian.Uint32(h[:4]))
+		if size > MaxRecord || off+headerSize+size > st.Size() {
+			break
+		}
+		if int64(cap(buf)) < size {
+			buf = make([]byte, size)
+		}
+		buf = buf[:size]
+		if _, err := s.log.ReadAt(buf, off+headerSize); err != nil {
+			break
+		}
+		if crc32.Checksum(buf, castagnoli) != binary.LittleEndian.Uint32(h[4:]) {
+			break
+		}
+		s.offsets = append(s.offsets, off)
+		off += headerSize + size
+	}
+	s.end = off
+	if off < st.Size() {
+		// A torn or corrupt tail: cut it so appends continue from a clean end.
+		if err := s.log.Truncate(off); err != nil {
+			return fmt.Errorf("spool: cut torn tail of log in %s: %w", s.dir, err)
+		}
+	}
+	return nil
+}
+
+// Append adds a record at the tail.
+func (s *Spool) Append(data []byte) error {
+	if len(data) > MaxRecord {
+		return fmt.Errorf("spool: record of %d bytes exceeds %d", len(data), MaxRecord)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.log == nil {
+		return errors.New("spool: closed")
+	}
+	if s.opts.MaxRecords > 0 && len(s.offsets) >= s.opts.MaxRecords {
+		return fmt.Errorf("spool: full (%d records) in %s", len(s.offsets), s.dir)
+	}
+	rec := make([]byte, headerSize+len(data))
+	binary.LittleEndian.PutUint32(rec[:4], uint32(len(data)))
+	binary.LittleEndian.PutUint32(rec[4:8], crc32.Checksum(data, castagnoli))
+	copy(rec[headerSize:], data)
+	if _, err := s.log.WriteAt(rec, s.end); err != nil {
+		// Leave the tail as it was; a partial record is cut on next open.
+		return fmt.Errorf("spool: append to %s: %w", s.dir, err)
+	}
+	if !s.opts.NoSync {
+		if err := s.log.Sync(); err != nil {
+			return fmt.Errorf("spool: sync %s: %w", s.dir, err)
+		}
+	}
+	s.offsets = append(s.offsets, s.end)
+	s.end += int64(len(rec))
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Peek returns the oldest unacknowledged record, or ErrEmpty.
+func (s *Spool) Peek() ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.log == nil {
+		return nil, errors.New("spool: closed")
+	}
+	if len(s.offsets) == 0 {
+		return nil, ErrEmpty
+	}
+	off := s.offsets[0]
+	var h [headerSize]byte
+	if _, err := s.log.ReadAt(h[:], off); err != nil {
+		return nil, fmt.Errorf("spool: read record at %d in %s: %w", off, s.dir, err)
+	}
+	data := make([]byte, binary.LittleEndian.Uint32(h[:4]))
+	if _, err := s.log.ReadAt(data, off+headerSize); err != nil {
+		return nil, fmt.Errorf("spool: read record at %d in %s: %w", off, s.dir, err)
+	}
+	return data, nil
+}
+
+// Ack removes the oldest record.
+func (s *Spool) Ack() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.log == nil {
+		return errors.New("spool: closed")
+	}
+	if len(s.offsets) == 0 {
+		return ErrEmpty
+	}
+	s.offsets = s.offsets[1:]
+	if len(s.offsets) == 0 {
+		// Everything delivered: start the log afresh.
+		if err := s.log.Truncate(0); err != nil {
+			return fmt.Errorf("spool: truncate %s: %w", s.dir, err)
+		}
+		s.end, s.acked = 0, 0
+		return s.writeHead()
+	}
+	s.acked = s.offsets[0]
+	if s.acked > compactAfter && s.acked > (s.end-s.acked) {
+		return s.compact()
+	}
+	return s.writeHead()
+}
+
+func (s *Spool) writeHead() error {
+	var hb [16]byte
+	binary.LittleEndian.PutUint64(hb[:8], uint64(s.acked))
+	binary.LittleEndian.PutUint32(hb[8:12], crc32.Checksum(hb[:8], castagnoli))
+	if _, err := s.head.WriteAt(hb[:], 0); err != nil {
+		return fmt.Errorf("spool: write head in %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// compact rewrites the log without its acknowledged prefix.
+func (s *Spool) compact() error {
+	tmpPath := filepath.Join(s.dir, "queue.log.tmp")
+	tmp, err := os.OpenFile(tmpPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: compact %s: %w", s.dir, err)
+	}
+	if _, err := io.Copy(tmp, io.NewSectionReader(s.log, s.acked, s.end-s.acked)); err != nil {
+		tmp.Close()
+		return fmt.Errorf("spool: compact %s: %w", s.dir, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("spool: compact %s: %w", s.dir, err)
+	}
+	// Reset the head before the rename: a crash between the two replays
+	// from the start of the new log (at least once), never skips records.
+	shift := s.acked
+	s.acked = 0
+	if err := s.writeHead(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := os.Rename(tmpPath, filepath.Join(s.dir, "queue.log")); err != nil {
+		tmp.Close()
+		return fmt.Errorf("spool: compact %s: %w", s.dir, err)
+	}
+	s.log.Close()
+	s.log = tmp
+	for i := range s.offsets {
+		s.offsets[i] -= shift
+	}
+	s.end -= shift
+	return nil
+}
+
+// Len returns the number of unacknowledged records.
+func (s *Spool) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.offsets)
+}
+
+// Notify returns a channel that receives a value after appends; use it to
+// wait for work without polling.
+func (s *Spool) Notify() <-chan struct{} { return s.wake }
+
+// Close closes the files. Records stay on disk for the next Open.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	if s.log != nil {
+		errs = append(errs, s.log.Close())
+		s.log = nil
+	}
+	if s.head != nil {
+		errs = append(errs, s.head.Close())
+		s.head = nil
+	}
+	return errors.Join(errs...)
+}

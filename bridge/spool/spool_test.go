@@ -1,0 +1,173 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestAppendPeekAckAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if err := s.Append([]byte(fmt.Sprintf("msg-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		got, err := s.Peek()
+		if err != nil || string(got) != fmt.Sprintf("msg-%d", i) {
+			t.Fatalf("peek %d = %q, %v", i, got, err)
+		}
+		if err := s.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Len() != 3 {
+		t.Fatalf("after reopen Len = %d, want 3", s.Len())
+	}
+	for i := 2; i < 5; i++ {
+		got, err := s.Peek()
+		if err != nil || string(got) != fmt.Sprintf("msg-%d", i) {
+			t.Fatalf("peek %d = %q, %v", i, got, err)
+		}
+		if err := s.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Peek(); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("Peek on empty = %v, want ErrEmpty", err)
+	}
+	st, _ := os.Stat(filepath.Join(dir, "queue.log"))
+	if st.Size() != 0 {
+		t.Fatalf("log not truncated when empty: %d bytes", st.Size())
+	}
+}
+
+func TestTornTailIsCut(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Append([]byte("first"))
+	s.Append([]byte("second"))
+	s.Close()
+	// Simulate a crash mid-write: a header promising more than is there.
+	f, _ := os.OpenFile(filepath.Join(dir, "queue.log"), os.O_APPEND|os.O_WRONLY, 0)
+	f.Write([]byte{100, 0, 0, 0, 1, 2, 3, 4, 'x'})
+	f.Close()
+
+	s, err = Open(dir, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Len() != 2 {
+		t.Fatalf("Len = %d, want 2 (torn record dropped)", s.Len())
+	}
+	if err := s.Append([]byte("third")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, _ = Open(dir, Options{NoSync: true})
+	defer s.Close()
+	var got []string
+	for s.Len() > 0 {
+		b, _ := s.Peek()
+		got = append(got, string(b))
+		s.Ack()
+	}
+	if fmt.Sprint(got) != "[first second third]" {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestCorruptRecordStopsReplay(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := Open(dir, Options{NoSync: true})
+	s.Append([]byte("good"))
+	s.Append([]byte("flipped"))
+	s.Close()
+	p := filepath.Join(dir, "queue.log")
+	b, _ := os.ReadFile(p)
+	b[len(b)-1] ^= 0xff
+	os.WriteFile(p, b, 0o600)
+	s, err := Open(dir, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Len() != 1 {
+		t.Fatalf("Len = %d, want 1", s.Len())
+	}
+}
+
+func TestCompaction(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := Open(dir, Options{NoSync: true})
+	payload := make([]byte, 64<<10)
+	n := 2 * compactAfter / len(payload)
+	for i := 0; i < n; i++ {
+		payload[0] = byte(i)
+		if err := s.Append(payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n-3; i++ {
+		if err := s.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _ := os.Stat(filepath.Join(dir, "queue.log"))
+	if st.Size() > int64(compactAfter) {
+		t.Fatalf("log not compacted: %d bytes", st.Size())
+	}
+	s.Close()
+	s, _ = Open(dir, Options{NoSync: true})
+	defer s.Close()
+	if s.Len() != 3 {
+		t.Fatalf("Len after compaction+reopen = %d, want 3", s.Len())
+	}
+	b, _ := s.Peek()
+	if b[0] != byte(n-3) {
+		t.Fatalf("first record after compaction = %d, want %d", b[0], n-3)
+	}
+}
+
+func TestMaxRecords(t *testing.T) {
+	s, _ := Open(t.TempDir(), Options{NoSync: true, MaxRecords: 2})
+	defer s.Close()
+	s.Append([]byte("a"))
+	s.Append([]byte("b"))
+	if err := s.Append([]byte("c")); err == nil {
+		t.Fatal("append to a full spool succeeded")
+	}
+}
+
+func BenchmarkAppendAck(b *testing.B) {
+	for _, sync := range []bool{false, true} {
+		b.Run(fmt.Sprintf("sync=%v", sync), func(b *testing.B) {
+			s, _ := Open(b.TempDir(), Options{NoSync: !sync})
+			defer s.Close()
+			msg := make([]byte, 300)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				s.Append(msg)
+				s.Peek()
+				s.Ack()
+			}
+		})
+	}
+}
