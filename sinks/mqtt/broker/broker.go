@@ -1,0 +1,67 @@
+// Package broker runs an MQTT broker inside the process (mochi-mqtt), for
+// `mqtt.url: embedded`: a small setup needs no separate broker.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Broker is a running embedded broker.
+type Broker struct {
+	srv  *mochi.Server
+	addr string
+}
+
+// Start listens on addr (host:port; port 0 picks a free one) and serves
+// until Close. Every client may connect, so addr should be a loopback or
+// otherwise trusted address.
+func Start(addr string, log *slog.Logger) (*Broker, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// Listen first so a port in use is reported here, and port 0 works.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker: listen on %s: %w", addr, err)
+	}
+	bound := ln.Addr().String()
+	ln.Close()
+
+	srv := mochi.New(&mochi.Options{InlineClient: false, Logger: log.With("component", "broker")})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: bound})); err != nil {
+		return nil, fmt.Errorf("embedded broker: listen on %s: %w", bound, err)
+	}
+	if err := srv.Serve(); err != nil {
+		return nil, fmt.Errorf("embedded broker: serve: %w", err)
+	}
+	return &Broker{srv: srv, addr: bound}, nil
+}
+
+// Addr returns the address the broker listens on.
+func (b *Broker) Addr() string { return b.addr }
+
+// URL returns the tcp:// URL clients connect to.
+func (b *Broker) URL() string { return "tcp://" + b.addr }
+
+// Close stops the broker.
+func (b *Broker) Close() error { return b.srv.Close() }
+
+// Run serves until ctx ends, then closes the broker.
+func (b *Broker) Run(ctx context.Context) error {
+	<-ctx.Done()
+	if err := b.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("embedded broker: close: %w", err)
+	}
+	return nil
+}
