@@ -143,20 +143,20 @@ const (
 var ErrTruncated = errors.New("item runs past the end of the descriptor")
 
 type globals struct {
-	page                   uint16
-	logMin, logMax         int64
-	logMaxSize             int // encoded bytes of LogMax, for the "too short" fix
-	physMin, physMax       int64
-	unit                   uint32
-	unitExp                int
+	page                    uint16
+	logMin, logMax          int64
+	logMaxSize              int // encoded bytes of LogMax, for the "too short" fix
+	physMin, physMax        int64
+	unit                    uint32
+	unitExp                 int
 	reportSize, reportCount int
-	reportID               uint8
+	reportID                uint8
 }
 
 type locals struct {
-	usages           []Usage
+	usages             []Usage
 	usageMin, usageMax uint32
-	haveMin, haveMax bool
+	haveMin, haveMax   bool
 }
 
 // Parse parses a report descriptor. Malformed input gives an error naming the

@@ -79,14 +79,14 @@ func (f *Field) Logical(phys float64) int64 {
 
 // Unit codes Power Device Class descriptors use (SI linear system).
 const (
-	UnitNone          = 0
-	UnitVolt          = 0x00F0D121
-	UnitWatt          = 0x0000D121 // also VA
-	UnitAmpere        = 0x00100001
-	UnitSecond        = 0x00001001
-	UnitHertz         = 0x0000F001
-	UnitKelvin        = 0x00010001
-	UnitAmpereSecond  = 0x00101001
+	UnitNone         = 0
+	UnitVolt         = 0x00F0D121
+	UnitWatt         = 0x0000D121 // also VA
+	UnitAmpere       = 0x00100001
+	UnitSecond       = 0x00001001
+	UnitHertz        = 0x0000F001
+	UnitKelvin       = 0x00010001
+	UnitAmpereSecond = 0x00101001
 )
 
 // unitBase is the power of ten between a unit's SI-linear base (centimetre,
