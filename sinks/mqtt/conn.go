@@ -1,0 +1,151 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/config"
+)
+
+// ConnOptions say how to reach the broker. They are shared by the bridge's
+// publisher and by agents, which keep their own connection.
+type ConnOptions struct {
+	URL      string // tcp://, mqtt://, mqtts://, ssl://, ws://, wss://
+	ClientID string
+	Username string
+	Password config.Secret
+	TLS      config.TLS
+	// Will is published by the broker when the connection dies.
+	Will *paho.WillMessage
+	// KeepAlive in seconds; 0 means 30.
+	KeepAlive uint16
+	Logger    *slog.Logger
+}
+
+// ConnOptionsFromConfig builds connection options from the mqtt section.
+func ConnOptionsFromConfig(m config.MQTT, clientID string, log *slog.Logger) ConnOptions {
+	if m.ClientID != "" {
+		clientID = m.ClientID
+	}
+	return ConnOptions{URL: m.URL, ClientID: clientID, Username: m.Username, Password: m.Password, TLS: m.TLS, Logger: log}
+}
+
+// TLSConfig builds the TLS configuration from files.
+func TLSConfig(t config.TLS, serverName string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // the user's explicit choice
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt tls: read ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt tls: ca_file %s holds no PEM certificate", t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt tls: load client certificate %s: %w", t.CertFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// Handlers are called by the connection; they must not block.
+type Handlers struct {
+	OnUp      func(cm *autopaho.ConnectionManager)
+	OnDown    func()
+	OnPublish func(topic string, payload []byte, retained bool)
+}
+
+// Connect starts a managed connection that reconnects with backoff and
+// jitter until ctx ends. It returns at once; the connection comes up in the
+// background (check with AwaitConnection).
+func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.ConnectionManager, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: parse url: %w", err)
+	}
+	var tlsCfg *tls.Config
+	switch u.Scheme {
+	case "mqtts", "ssl", "tls", "wss":
+		if tlsCfg, err = TLSConfig(o.TLS, u.Hostname()); err != nil {
+			return nil, err
+		}
+	}
+	ka := o.KeepAlive
+	if ka == 0 {
+		ka = 30
+	}
+	attempt := 0
+	cfg := autopaho.ClientConfig{
+		ServerUrls:                    []*url.URL{u},
+		TlsCfg:                        tlsCfg,
+		KeepAlive:                     ka,
+		CleanStartOnInitialConnection: true,
+		ConnectTimeout:                10 * time.Second,
+		ReconnectBackoff: func(n int) time.Duration {
+			return bridge.Backoff(n, 500*time.Millisecond, 30*time.Second, rand.Float64)
+		},
+		ConnectUsername: o.Username,
+		ConnectPassword: []byte(o.Password.Reveal()),
+		WillMessage:     o.Will,
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			attempt = 0
+			log.Info("mqtt connected", "url", redactURL(u))
+			if h.OnUp != nil {
+				h.OnUp(cm)
+			}
+		},
+		OnConnectionDown: func() bool {
+			log.Warn("mqtt connection lost; reconnecting", "url", redactURL(u))
+			if h.OnDown != nil {
+				h.OnDown()
+			}
+			return true
+		},
+		OnConnectError: func(err error) {
+			attempt++
+			log.Warn("mqtt connect failed; retrying with backoff", "url", redactURL(u), "attempt", attempt, "err", err)
+		},
+		ClientConfig: paho.ClientConfig{ClientID: o.ClientID},
+	}
+	if h.OnPublish != nil {
+		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
+			func(pr paho.PublishReceived) (bool, error) {
+				h.OnPublish(pr.Packet.Topic, pr.Packet.Payload, pr.Packet.Retain)
+				return true, nil
+			},
+		}
+	}
+	cm, err := autopaho.NewConnection(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: connect to %s: %w", redactURL(u), err)
+	}
+	return cm, nil
+}
+
+// redactURL drops any user:password from a URL for logs.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	return c.String()
+}

@@ -1,0 +1,595 @@
+// Package mqtt is the MQTT publisher sink: it owns the topic contract.
+//
+//	<prefix>/bridge/<bridge_id>/availability  retained online|offline (Will: offline)
+//	<prefix>/ups/<ups_id>/availability        retained online|offline (communication with the UPS)
+//	<prefix>/ups/<ups_id>/state               retained JSON, QoS 1
+//	<prefix>/ups/<ups_id>/event               JSON, QoS 1, not retained
+//	<prefix>/ups/<ups_id>/command             in: {"command":"beeper.mute","arg":""} or a bare name
+//	<prefix>/ups/<ups_id>/set                 in: {"var":"ups.delay.shutdown","value":"60"}
+//	<prefix>/ups/<ups_id>/command/result      out: JSON result of a command or set, QoS 1
+//
+// Events are written to an on-disk spool before they are published, so those
+// produced while the broker is unreachable (or before a restart) are
+// delivered in order after reconnect; states are re-published on reconnect.
+package mqtt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/bridge/spool"
+)
+
+// Options configure the sink.
+type Options struct {
+	Conn        ConnOptions
+	TopicPrefix string
+	BridgeID    string
+	// SpoolDir holds events not yet acknowledged by the broker.
+	SpoolDir string
+	// Commands, when set, enables the command and set topics.
+	Commands bridge.CommandRunner
+	// AllowCommand decides whether an instant command may be run from MQTT;
+	// nil allows the commands bridge.IsDangerousCommand does not flag.
+	AllowCommand func(ups, command string) bool
+	// Extensions add publications (Home Assistant discovery).
+	Extensions []Extension
+	// Sign, when set, signs state and event payloads before publishing.
+	Sign Signer
+	// PublishTimeout bounds one publish (default 10 s).
+	PublishTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Signer signs payloads in place (sets their sig field).
+type Signer interface {
+	SignState(p *bridge.StatePayload) error
+	SignEvent(p *bridge.EventPayload) error
+}
+
+// Message is one MQTT publication.
+type Message struct {
+	Topic   string
+	Payload []byte
+	Retain  bool
+	QoS     byte
+}
+
+// Extension adds publications to the sink (Home Assistant discovery). Its
+// methods are called from the sink's single publishing goroutine.
+type Extension interface {
+	// OnConnect returns what to publish after each (re)connect, before the
+	// states are re-published (discovery configs).
+	OnConnect(states []*bridge.State) []Message
+	// OnState returns what to publish before a changed state.
+	OnState(st *bridge.State) []Message
+	// Subscriptions lists topics the extension wants to receive.
+	Subscriptions() []string
+	// OnMessage handles a received message; returning true asks the sink to
+	// publish everything again as after a reconnect (Home Assistant's birth).
+	OnMessage(topic string, payload []byte) (republish bool)
+}
+
+// Sink publishes states and events to MQTT.
+type Sink struct {
+	opts   Options
+	log    *slog.Logger
+	topics Topics
+
+	cm     *autopaho.ConnectionManager
+	spool  *spool.Spool
+	upCh   chan struct{} // a (re)connect happened
+	inbox  chan inbound  // received messages, handled on the publishing goroutine
+	cmdSem chan struct{} // bounds concurrent commands
+
+	// Owned by the publishing goroutine:
+	states    map[string]*bridge.State
+	published map[string]uint64 // ups -> seq last published
+	avail     map[string]string // ups -> availability last published
+	connected bool
+	full      bool // everything must be published again
+}
+
+type inbound struct {
+	topic   string
+	payload []byte
+}
+
+// Topics builds the contract's topic names.
+type Topics struct {
+	Prefix   string
+	BridgeID string
+}
+
+// BridgeAvailability is <prefix>/bridge/<id>/availability.
+func (t Topics) BridgeAvailability() string {
+	return t.Prefix + "/bridge/" + t.BridgeID + "/availability"
+}
+
+// UPSAvailability is <prefix>/ups/<id>/availability.
+func (t Topics) UPSAvailability(ups string) string { return t.Prefix + "/ups/" + ups + "/availability" }
+
+// State is <prefix>/ups/<id>/state.
+func (t Topics) State(ups string) string { return t.Prefix + "/ups/" + ups + "/state" }
+
+// Event is <prefix>/ups/<id>/event.
+func (t Topics) Event(ups string) string { return t.Prefix + "/ups/" + ups + "/event" }
+
+// Command is <prefix>/ups/<id>/command.
+func (t Topics) Command(ups string) string { return t.Prefix + "/ups/" + ups + "/command" }
+
+// Set is <prefix>/ups/<id>/set.
+func (t Topics) Set(ups string) string { return t.Prefix + "/ups/" + ups + "/set" }
+
+// CommandResult is <prefix>/ups/<id>/command/result.
+func (t Topics) CommandResult(ups string) string {
+	return t.Prefix + "/ups/" + ups + "/command/result"
+}
+
+// Availability payloads.
+const (
+	Online  = "online"
+	Offline = "offline"
+)
+
+// New returns the sink; it connects in Run.
+func New(opts Options) (*Sink, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = 10 * time.Second
+	}
+	if opts.SpoolDir == "" {
+		return nil, errors.New("mqtt sink: no spool directory for queued events")
+	}
+	if !bridge.IDPattern.MatchString(opts.BridgeID) {
+		return nil, fmt.Errorf("mqtt sink: bad bridge id %q", opts.BridgeID)
+	}
+	t := Topics{Prefix: opts.TopicPrefix, BridgeID: opts.BridgeID}
+	opts.Conn.Will = &paho.WillMessage{Topic: t.BridgeAvailability(), Payload: []byte(Offline), Retain: true, QoS: 1}
+	return &Sink{
+		opts:      opts,
+		log:       opts.Logger.With("sink", "mqtt"),
+		topics:    t,
+		upCh:      make(chan struct{}, 1),
+		inbox:     make(chan inbound, 64),
+		cmdSem:    make(chan struct{}, 4),
+		states:    map[string]*bridge.State{},
+		published: map[string]uint64{},
+		avail:     map[string]string{},
+	}, nil
+}
+
+// Name implements bridge.Sink.
+func (s *Sink) Name() string { return "mqtt" }
+
+// Topics returns the sink's topic names.
+func (s *Sink) Topics() Topics { return s.topics }
+
+// Run implements bridge.Sink: it connects, publishes until the queue is
+// closed and drained, then publishes its own offline and disconnects.
+func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
+	sp, err := spool.Open(s.opts.SpoolDir, spool.Options{})
+	if err != nil {
+		return fmt.Errorf("mqtt sink: %w", err)
+	}
+	defer sp.Close()
+	s.spool = sp
+	if n := sp.Len(); n > 0 {
+		s.log.Info("events from before the restart are queued for delivery", "count", n)
+	}
+
+	connCtx, cancelConn := context.WithCancel(ctx)
+	defer cancelConn()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	s.cm, err = Connect(connCtx, s.opts.Conn, Handlers{
+		OnUp: func(cm *autopaho.ConnectionManager) {
+			select {
+			case s.upCh <- struct{}{}:
+			default:
+			}
+		},
+		OnPublish: func(topic string, payload []byte, _ bool) {
+			select {
+			case s.inbox <- inbound{topic, payload}:
+			default:
+				s.log.Warn("incoming message dropped: handler busy", "topic", topic)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("mqtt sink: %w", err)
+	}
+
+	// The bridge queue blocks in Next; a reader goroutine hands messages over
+	// so the publishing loop can also wait on reconnects and commands.
+	in := make(chan bridge.Message)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(in)
+		for {
+			m, ok := q.Next(ctx)
+			if !ok {
+				return
+			}
+			select {
+			case in <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	for {
+		select {
+		case m, ok := <-in:
+			if !ok {
+				s.shutdown(ctx)
+				return nil
+			}
+			s.accept(m)
+		case <-s.upCh:
+			s.connected = true
+			s.full = true
+			s.subscribe(ctx)
+		case msg := <-s.inbox:
+			s.handleInbound(ctx, &wg, msg)
+		case <-ctx.Done():
+			return nil
+		}
+		if s.connected && !s.flush(ctx) {
+			// A publish failed: the connection is down or flaky. Wait for
+			// the next connect, or retry after a pause.
+			s.connected = false
+			s.full = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Pause first so a broker that refuses publishes on a live
+				// connection does not make this a hot loop.
+				select {
+				case <-time.After(time.Second):
+				case <-ctx.Done():
+					return
+				}
+				if err := s.cm.AwaitConnection(ctx); err == nil {
+					select {
+					case s.upCh <- struct{}{}:
+					default:
+					}
+				}
+			}()
+		}
+	}
+}
+
+// accept takes a message from the bridge: states replace the last one of
+// their UPS; events go to the spool first, so none is lost.
+func (s *Sink) accept(m bridge.Message) {
+	switch m.Kind {
+	case bridge.MessageState:
+		s.states[m.State.UPS] = m.State
+	case bridge.MessageEvent:
+		p := bridge.NewEventPayload(m.Event)
+		if s.opts.Sign != nil {
+			if err := s.opts.Sign.SignEvent(&p); err != nil {
+				s.log.Error("sign event", "ups", p.UPS, "event", p.Type, "err", err)
+			}
+		}
+		data, err := json.Marshal(p)
+		if err == nil {
+			err = s.spool.Append(data)
+		}
+		if err != nil {
+			// The disk failed: publish directly rather than lose the event.
+			s.log.Error("event spool failed; publishing without it", "ups", p.UPS, "event", p.Type, "err", err)
+			if s.connected {
+				s.publish(context.Background(), Message{Topic: s.topics.Event(p.UPS), Payload: data, QoS: 1})
+			}
+		}
+	}
+}
+
+// flush publishes what is due; false means a publish failed.
+func (s *Sink) flush(ctx context.Context) bool {
+	if s.full {
+		if !s.publish(ctx, Message{Topic: s.topics.BridgeAvailability(), Payload: []byte(Online), Retain: true, QoS: 1}) {
+			return false
+		}
+		states := s.sortedStates()
+		for _, ext := range s.opts.Extensions {
+			for _, m := range ext.OnConnect(states) {
+				if !s.publish(ctx, m) {
+					return false
+				}
+			}
+		}
+		clear(s.published)
+		clear(s.avail)
+		s.full = false
+	}
+	for _, st := range s.sortedStates() {
+		if s.published[st.UPS] == st.Seq {
+			continue
+		}
+		if !s.publishState(ctx, st) {
+			return false
+		}
+		s.published[st.UPS] = st.Seq
+	}
+	for {
+		data, err := s.spool.Peek()
+		if errors.Is(err, spool.ErrEmpty) {
+			return true
+		}
+		if err != nil {
+			s.log.Error("read event spool", "err", err)
+			return true
+		}
+		var p bridge.EventPayload
+		if err := json.Unmarshal(data, &p); err != nil || !bridge.IDPattern.MatchString(p.UPS) {
+			s.log.Error("unreadable event in spool dropped", "err", err)
+			_ = s.spool.Ack()
+			continue
+		}
+		if !s.publish(ctx, Message{Topic: s.topics.Event(p.UPS), Payload: data, QoS: 1}) {
+			return false
+		}
+		if err := s.spool.Ack(); err != nil {
+			s.log.Error("acknowledge event in spool", "err", err)
+		}
+	}
+}
+
+func (s *Sink) publishState(ctx context.Context, st *bridge.State) bool {
+	for _, ext := range s.opts.Extensions {
+		for _, m := range ext.OnState(st) {
+			if !s.publish(ctx, m) {
+				return false
+			}
+		}
+	}
+	avail := Offline
+	if st.Comm && !st.Gone {
+		avail = Online
+	}
+	if s.avail[st.UPS] != avail {
+		if !s.publish(ctx, Message{Topic: s.topics.UPSAvailability(st.UPS), Payload: []byte(avail), Retain: true, QoS: 1}) {
+			return false
+		}
+		s.avail[st.UPS] = avail
+	}
+	if st.Time.IsZero() {
+		return true // never read: nothing to say but "offline"
+	}
+	p := bridge.NewStatePayload(st)
+	if s.opts.Sign != nil {
+		if err := s.opts.Sign.SignState(&p); err != nil {
+			s.log.Error("sign state", "ups", st.UPS, "err", err)
+		}
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		s.log.Error("encode state", "ups", st.UPS, "err", err)
+		return true
+	}
+	return s.publish(ctx, Message{Topic: s.topics.State(st.UPS), Payload: data, Retain: true, QoS: 1})
+}
+
+func (s *Sink) sortedStates() []*bridge.State {
+	out := make([]*bridge.State, 0, len(s.states))
+	for _, st := range s.states {
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UPS < out[j].UPS })
+	return out
+}
+
+// Publish sends one message now; it is for extensions' and tests' use from
+// the publishing goroutine's callbacks only through Extension results.
+func (s *Sink) publish(ctx context.Context, m Message) bool {
+	pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+	defer cancel()
+	_, err := s.cm.Publish(pctx, &paho.Publish{Topic: m.Topic, Payload: m.Payload, Retain: m.Retain, QoS: m.QoS})
+	if err != nil {
+		s.log.Warn("mqtt publish failed; will retry after reconnect", "topic", m.Topic, "err", err)
+		return false
+	}
+	return true
+}
+
+func (s *Sink) subscribe(ctx context.Context) {
+	var subs []paho.SubscribeOptions
+	if s.opts.Commands != nil {
+		subs = append(subs,
+			paho.SubscribeOptions{Topic: s.topics.Prefix + "/ups/+/command", QoS: 1},
+			paho.SubscribeOptions{Topic: s.topics.Prefix + "/ups/+/set", QoS: 1})
+	}
+	for _, ext := range s.opts.Extensions {
+		for _, t := range ext.Subscriptions() {
+			subs = append(subs, paho.SubscribeOptions{Topic: t, QoS: 1})
+		}
+	}
+	if len(subs) == 0 {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+	defer cancel()
+	if _, err := s.cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: subs}); err != nil {
+		s.log.Error("mqtt subscribe failed", "err", err)
+	}
+}
+
+// shutdown publishes the bridge's offline (a clean disconnect does not fire
+// the Will) and disconnects.
+func (s *Sink) shutdown(ctx context.Context) {
+	if s.connected {
+		s.flush(ctx)
+		s.publish(ctx, Message{Topic: s.topics.BridgeAvailability(), Payload: []byte(Offline), Retain: true, QoS: 1})
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_ = s.cm.Disconnect(dctx)
+}
+
+// handleInbound routes a received message to the command handler or an
+// extension.
+func (s *Sink) handleInbound(ctx context.Context, wg *sync.WaitGroup, m inbound) {
+	if ups, kind, ok := s.parseCommandTopic(m.topic); ok {
+		select {
+		case s.cmdSem <- struct{}{}:
+		default:
+			s.log.Warn("command rejected: too many running", "ups", ups, "topic", m.topic)
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-s.cmdSem }()
+			s.runCommand(ctx, ups, kind, m.payload)
+		}()
+		return
+	}
+	for _, ext := range s.opts.Extensions {
+		if ext.OnMessage(m.topic, m.payload) {
+			s.full = true
+		}
+	}
+}
+
+func (s *Sink) parseCommandTopic(topic string) (ups, kind string, ok bool) {
+	if s.opts.Commands == nil {
+		return "", "", false
+	}
+	rest, ok := strings.CutPrefix(topic, s.topics.Prefix+"/ups/")
+	if !ok {
+		return "", "", false
+	}
+	ups, kind, ok = strings.Cut(rest, "/")
+	if !ok || (kind != "command" && kind != "set") || !bridge.IDPattern.MatchString(ups) {
+		return "", "", false
+	}
+	return ups, kind, true
+}
+
+// CommandRequest is the payload of <prefix>/ups/<id>/command.
+type CommandRequest struct {
+	Command string `json:"command"`
+	Arg     string `json:"arg,omitempty"`
+}
+
+// SetRequest is the payload of <prefix>/ups/<id>/set.
+type SetRequest struct {
+	Var   string `json:"var"`
+	Value string `json:"value"`
+}
+
+// CommandResponse is published on <prefix>/ups/<id>/command/result.
+type CommandResponse struct {
+	UPS     string `json:"ups"`
+	TS      string `json:"ts"`
+	Command string `json:"command,omitempty"`
+	Var     string `json:"var,omitempty"`
+	Status  string `json:"status"` // SUCCESS | FAILED | PENDING | REJECTED | ERROR
+	Detail  string `json:"detail,omitempty"`
+}
+
+// commandName is what a command or variable name may look like: NUT's
+// dotted lower-case names.
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// runCommand treats the payload as hostile: it must parse, name a command
+// the policy allows, and is then routed through the bridge.
+func (s *Sink) runCommand(ctx context.Context, ups, kind string, payload []byte) {
+	resp := CommandResponse{UPS: ups, TS: bridge.FormatTime(time.Now())}
+	reject := func(reason string) {
+		s.log.Warn("command rejected", "ups", ups, "kind", kind, "reason", reason)
+		resp.Status, resp.Detail = "REJECTED", reason
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	switch kind {
+	case "command":
+		var req CommandRequest
+		if p := strings.TrimSpace(string(payload)); strings.HasPrefix(p, "{") {
+			if err := json.Unmarshal(payload, &req); err != nil {
+				reject("payload is not valid JSON: " + err.Error())
+				break
+			}
+		} else {
+			req.Command = p
+		}
+		resp.Command = req.Command
+		switch {
+		case !validName(req.Command):
+			reject(fmt.Sprintf("bad command name %q", truncate(req.Command, 64)))
+		case len(req.Arg) > 256:
+			reject("argument longer than 256 bytes")
+		case s.opts.AllowCommand != nil && !s.opts.AllowCommand(ups, req.Command),
+			s.opts.AllowCommand == nil && bridge.IsDangerousCommand(req.Command):
+			reject(fmt.Sprintf("command %q is not allowed from MQTT (hass.dangerous_commands)", req.Command))
+		default:
+			res, err := s.opts.Commands.InstCmd(cctx, ups, req.Command, req.Arg)
+			resp.Status, resp.Detail = res.Status, res.Detail
+			if err != nil {
+				resp.Status, resp.Detail = "ERROR", err.Error()
+			}
+		}
+	case "set":
+		var req SetRequest
+		if err := json.Unmarshal(payload, &req); err != nil {
+			reject("payload is not valid JSON: " + err.Error())
+			break
+		}
+		resp.Var = req.Var
+		switch {
+		case !validName(req.Var):
+			reject(fmt.Sprintf("bad variable name %q", truncate(req.Var, 64)))
+		case len(req.Value) > 256:
+			reject("value longer than 256 bytes")
+		default:
+			res, err := s.opts.Commands.SetVar(cctx, ups, req.Var, req.Value)
+			resp.Status, resp.Detail = res.Status, res.Detail
+			if err != nil {
+				resp.Status, resp.Detail = "ERROR", err.Error()
+			}
+		}
+	}
+	data, _ := json.Marshal(resp)
+	pctx, pcancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+	defer pcancel()
+	if _, err := s.cm.Publish(pctx, &paho.Publish{Topic: s.topics.CommandResult(ups), Payload: data, QoS: 1}); err != nil {
+		s.log.Warn("publish command result", "ups", ups, "err", err)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
