@@ -35,7 +35,7 @@ func Start(addr string, log *slog.Logger) (*Broker, error) {
 	bound := ln.Addr().String()
 	ln.Close()
 
-	srv := mochi.New(&mochi.Options{InlineClient: false, Logger: log.With("component", "broker")})
+	srv := mochi.New(&mochi.Options{InlineClient: false, Logger: quiet(log)})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
@@ -65,3 +65,24 @@ func (b *Broker) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// quiet passes on only the broker's errors: mochi logs every client that
+// goes away as a warning, which is routine here.
+func quiet(log *slog.Logger) *slog.Logger {
+	return slog.New(levelFilter{log.Handler(), slog.LevelError}).With("component", "broker")
+}
+
+type levelFilter struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
+
+func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFilter{f.Handler.WithAttrs(a), f.min}
+}
+
+func (f levelFilter) WithGroup(n string) slog.Handler { return levelFilter{f.Handler.WithGroup(n), f.min} }
