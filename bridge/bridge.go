@@ -258,6 +258,16 @@ func (b *Bridge) emit(e *upsEntry, now time.Time, evs []Event, publish bool) {
 	}
 }
 
+// Emit queues an event that did not come from a UPS reading (an agent's
+// stage, SHUTDOWN) to every sink. It never blocks.
+func (b *Bridge) Emit(ev Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, se := range b.sinks {
+		se.queue.PutEvent(&ev)
+	}
+}
+
 // Snapshot returns the latest state of every UPS, sorted by id.
 func (b *Bridge) Snapshot() []State {
 	b.mu.RLock()

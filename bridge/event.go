@@ -131,6 +131,9 @@ type Event struct {
 	Type    EventType
 	Message string
 	Status  string // raw ups.status when the event was derived
+	// Host is set on events of a host's agent (stage started, SHUTDOWN);
+	// UPS then names the supply concerned, if any.
+	Host string
 	// State is the UPS state the event was derived with (for templates:
 	// charge, runtime, load, outage start). It may be nil.
 	State *State

@@ -271,19 +271,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, extraSinks [
 			}
 		}()
 	}
-	go func() {
-		// The parent ending still stops services of an agent-only run.
-		<-ctx.Done()
-		if len(cfg.Sources) == 0 {
-			stopServices()
-		}
-	}()
+
 	log.Info("upsbridge running", "bridge_id", cfg.Bridge.ID, "sources", len(cfg.Sources), "state_dir", dir)
-	if len(cfg.Sources) > 0 {
-		_ = b.Run(ctx)
-	} else {
-		<-ctx.Done()
-	}
+	// The bridge runs even without sources: notifiers and agents use its
+	// sinks and queues (see Bridge.Emit).
+	_ = b.Run(ctx)
 	cancel()
 	stopServices()
 	wg.Wait()
