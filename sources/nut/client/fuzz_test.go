@@ -1,0 +1,112 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// ddlDir is the nut-ddl corpus, relative to this package's directory.
+var ddlDir = filepath.Join("..", "..", "..", "..", "shared", "testdata", "nut-ddl")
+
+// ddlLines returns up to max "name: value" lines from the nut-ddl corpus.
+func ddlLines(tb testing.TB, max int) []string {
+	tb.Helper()
+	var out []string
+	_ = filepath.WalkDir(ddlDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".dev") || len(out) >= max {
+			return nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() && len(out) < max {
+			out = append(out, sc.Text())
+		}
+		return nil
+	})
+	if len(out) == 0 {
+		tb.Logf("no nut-ddl corpus at %s", ddlDir)
+	}
+	return out
+}
+
+// FuzzSplitLine: no input panics, and whatever splits re-quotes and splits
+// to the same words.
+func FuzzSplitLine(f *testing.F) {
+	for _, l := range ddlLines(f, 30000) {
+		name, value, _ := strings.Cut(l, ":")
+		f.Add("VAR ups " + name + " " + string(appendQuotedAlways(nil, strings.TrimSpace(value))))
+		f.Add(l)
+	}
+	f.Add(`VAR ups x "a\\b \"q\" \#x"`)
+	f.Add(`"unterminated`)
+	f.Fuzz(func(t *testing.T, line string) {
+		words, err := splitLine([]byte(line), nil)
+		if err != nil {
+			return
+		}
+		var b []byte
+		for i, w := range words {
+			if i > 0 {
+				b = append(b, ' ')
+			}
+			b = appendQuotedAlways(b, string(w))
+		}
+		again, err := splitLine(b, nil)
+		if err != nil {
+			t.Fatalf("re-quoted %q does not split: %v", b, err)
+		}
+		if len(again) != len(words) {
+			t.Fatalf("%q: %d words, re-quoted %d", line, len(words), len(again))
+		}
+		for i := range words {
+			if !bytes.Equal(words[i], again[i]) {
+				t.Fatalf("%q: word %d %q became %q", line, i, words[i], again[i])
+			}
+		}
+	})
+}
+
+// FuzzQuote: every value that upsd can carry survives Quote and splitLine,
+// as the only word, and Quote never leaves a bare '#', '"' or '\'.
+func FuzzQuote(f *testing.F) {
+	for _, l := range ddlLines(f, 30000) {
+		if _, v, ok := strings.Cut(l, ":"); ok {
+			f.Add(strings.TrimSpace(v))
+		}
+	}
+	f.Add(`a\b "q" #x`)
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		q := Quote(s)
+		if checkArg(s) == nil {
+			words, err := splitLine([]byte(q), nil)
+			if err != nil {
+				t.Fatalf("Quote(%q) = %s does not split: %v", s, q, err)
+			}
+			if len(words) != 1 || string(words[0]) != s {
+				t.Fatalf("Quote(%q) = %s splits to %q", s, q, words)
+			}
+		}
+		// A '#', '"' or '\' in the output is always escaped or the quotes.
+		inner := q
+		if strings.HasPrefix(q, `"`) {
+			inner = q[1 : len(q)-1]
+		}
+		for i := 0; i < len(inner); i++ {
+			switch inner[i] {
+			case '\\':
+				i++
+			case '"', '#':
+				t.Fatalf("Quote(%q) = %s has a bare %q", s, q, inner[i])
+			}
+		}
+	})
+}
