@@ -1,0 +1,224 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// scripted is a source fed by the test.
+type scripted struct {
+	id string
+	in chan Update
+}
+
+func (s *scripted) ID() string { return s.id }
+
+func (s *scripted) Run(ctx context.Context, out chan<- Update) error {
+	for {
+		select {
+		case u := <-s.in:
+			select {
+			case out <- u:
+			case <-ctx.Done():
+				return nil
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (s *scripted) InstCmd(_ context.Context, ups, cmd, _ string) (CommandResult, error) {
+	return CommandResult{Status: "SUCCESS", Detail: ups + ":" + cmd}, nil
+}
+
+// recorder is a sink that records what it receives.
+type recorder struct {
+	mu     sync.Mutex
+	states []State
+	events []Event
+	slow   time.Duration
+}
+
+func (r *recorder) Name() string { return "recorder" }
+
+func (r *recorder) Run(ctx context.Context, q *Queue) error {
+	for {
+		m, ok := q.Next(ctx)
+		if !ok {
+			return nil
+		}
+		if r.slow > 0 {
+			time.Sleep(r.slow)
+		}
+		r.mu.Lock()
+		if m.Kind == MessageState {
+			r.states = append(r.states, *m.State)
+		} else {
+			r.events = append(r.events, *m.Event)
+		}
+		r.mu.Unlock()
+	}
+}
+
+func (r *recorder) snapshot() ([]State, []Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]State(nil), r.states...), append([]Event(nil), r.events...)
+}
+
+func TestBridgeRoutesStatesAndEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		src := &scripted{id: "s", in: make(chan Update)}
+		rec := &recorder{}
+		b := New(Options{StateInterval: 30 * time.Second})
+		b.AddSource(src)
+		b.AddSink(rec)
+		done := make(chan struct{})
+		go func() { b.Run(ctx); close(done) }()
+
+		send := func(u Update) { src.in <- u; synctest.Wait() }
+		send(Update{Source: "s", UPS: "ups1", Kind: Reading, Vars: Vars{"ups.status": "OL", "battery.charge": "100"}})
+		send(Update{Source: "s", UPS: "ups1", Kind: Reading, Vars: Vars{"ups.status": "OL", "battery.charge": "100"}})
+		states, _ := rec.snapshot()
+		if len(states) != 1 {
+			t.Fatalf("unchanged reading on mains published again: %d states", len(states))
+		}
+		send(Update{Source: "s", UPS: "ups1", Kind: Reading, Vars: Vars{"ups.status": "OB", "battery.charge": "100"}})
+		send(Update{Source: "s", UPS: "ups1", Kind: Reading, Vars: Vars{"ups.status": "OB", "battery.charge": "100"}})
+		states, events := rec.snapshot()
+		if len(states) != 3 {
+			t.Fatalf("on battery every poll must publish: %d states", len(states))
+		}
+		if len(events) != 1 || events[0].Type != EventOnBatt || events[0].State == nil {
+			t.Fatalf("events %+v", events)
+		}
+		for i := 1; i < len(states); i++ {
+			if states[i].Seq <= states[i-1].Seq {
+				t.Fatalf("seq not increasing: %d then %d", states[i-1].Seq, states[i].Seq)
+			}
+		}
+		// Malformed updates are dropped, the previous state kept.
+		send(Update{Source: "s", UPS: "bad/id", Kind: Reading, Vars: Vars{}})
+		send(Update{Source: "s", UPS: "ups1", Kind: Reading})
+		if snap := b.Snapshot(); len(snap) != 1 || snap[0].Status.Raw != "OB" {
+			t.Fatalf("snapshot after malformed updates: %+v", snap)
+		}
+		// Back on mains, nothing changes: the state is still re-published
+		// every state_interval.
+		send(Update{Source: "s", UPS: "ups1", Kind: Reading, Vars: Vars{"ups.status": "OL", "battery.charge": "100"}})
+		before, _ := rec.snapshot()
+		time.Sleep(31 * time.Second)
+		synctest.Wait()
+		after, _ := rec.snapshot()
+		if len(after) != len(before)+1 {
+			t.Fatalf("state_interval re-publish: %d -> %d states", len(before), len(after))
+		}
+		// Commands are routed to the owning source.
+		res, err := b.InstCmd(ctx, "ups1", "beeper.mute", "")
+		if err != nil || res.Detail != "ups1:beeper.mute" {
+			t.Fatalf("InstCmd = %+v, %v", res, err)
+		}
+		if _, err := b.InstCmd(ctx, "nope", "beeper.mute", ""); !errors.Is(err, ErrUnknownUPS) {
+			t.Fatalf("InstCmd on unknown UPS: %v", err)
+		}
+		cancel()
+		<-done
+	})
+}
+
+func TestBridgeDeadTimeMakesCritical(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		src := &scripted{id: "s", in: make(chan Update)}
+		rec := &recorder{}
+		b := New(Options{Rules: Rules{DeadTime: 15 * time.Second, NoCommWarnTime: time.Hour, OffDuration: 30 * time.Second, RBWarnTime: time.Hour}})
+		b.AddSource(src)
+		b.AddSink(rec)
+		done := make(chan struct{})
+		go func() { b.Run(ctx); close(done) }()
+		src.in <- Update{Source: "s", UPS: "u", Kind: Reading, Vars: Vars{"ups.status": "OB"}}
+		synctest.Wait()
+		src.in <- Update{Source: "s", UPS: "u", Kind: CommLost}
+		synctest.Wait()
+		time.Sleep(14 * time.Second)
+		synctest.Wait()
+		if b.Snapshot()[0].Critical {
+			t.Fatal("critical before dead time")
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if !b.Snapshot()[0].Critical {
+			t.Fatal("not critical after dead time on battery without communication")
+		}
+		cancel()
+		<-done
+	})
+}
+
+func TestSlowSinkDoesNotBlockCore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		src := &scripted{id: "s", in: make(chan Update)}
+		slow := &recorder{slow: time.Hour}
+		fast := &recorder{}
+		b := New(Options{})
+		b.AddSource(src)
+		b.AddSink(slow)
+		b.AddSink(fast)
+		done := make(chan struct{})
+		go func() { b.Run(ctx); close(done) }()
+		for i := 0; i < 50; i++ {
+			st := "OL"
+			if i%2 == 1 {
+				st = "OB"
+			}
+			src.in <- Update{Source: "s", UPS: "u", Kind: Reading, Vars: Vars{"ups.status": st}}
+			synctest.Wait()
+		}
+		_, events := fast.snapshot()
+		if len(events) != 49 { // ONBATT x25, ONLINE x24
+			t.Fatalf("fast sink got %d events, want 49", len(events))
+		}
+		cancel()
+		<-done
+	})
+}
+
+func TestStatePayload(t *testing.T) {
+	st := &State{
+		UPS: "nas-ups", Time: time.Date(2026, 3, 1, 12, 0, 0, 123e6, time.UTC), Seq: 7,
+		Status: ParseStatus("OB DISCHRG LB"), Critical: true,
+		Vars: Vars{"ups.status": "OB DISCHRG LB", "battery.charge": "0055.40", "battery.runtime": "n/a", "ups.model": "1500"},
+	}
+	data, err := json.Marshal(NewStatePayload(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"ups":"nas-ups","ts":"2026-03-01T12:00:00.123Z","seq":7,"status":"OB DISCHRG LB","flags":["OB","DISCHRG","LB"],"on_battery":true,"low_battery":true,"critical":true,"vars":{"battery.charge":55.4,"battery.runtime":"n/a","ups.model":"1500","ups.status":"OB DISCHRG LB"}}`
+	if string(data) != want {
+		t.Fatalf("payload\n got %s\nwant %s", data, want)
+	}
+	p, ts, err := DecodeState(data)
+	if err != nil || p.UPS != "nas-ups" || !ts.Equal(st.Time) {
+		t.Fatalf("DecodeState = %+v %v %v", p, ts, err)
+	}
+}
+
+func FuzzDecodeState(f *testing.F) {
+	f.Add([]byte(`{"ups":"a","ts":"2026-03-01T12:00:00.123Z","seq":1,"status":"OL","flags":["OL"],"vars":{}}`))
+	f.Add([]byte(`{"ups":"../x","ts":"x"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, _, err := DecodeState(data)
+		if err == nil && !IDPattern.MatchString(p.UPS) {
+			t.Fatalf("accepted bad ups id %q", p.UPS)
+		}
+	})
+}
