@@ -1,0 +1,119 @@
+package nut
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sources/nut/client"
+)
+
+// Config is the `type: nut` source's configuration.
+type Config struct {
+	config.SourceCommon `koanf:",squash"`
+	// Address is upsd's host[:port] (default port 3493).
+	Address string `koanf:"address"`
+	// UPS is the UPS name on the server (its ups.conf section), or "*" for
+	// every UPS the server lists, each published as <id>_<name>.
+	UPS string `koanf:"ups"`
+	// Username and Password are an upsd.users account; needed for login,
+	// primary, instant commands and setting variables.
+	Username     string        `koanf:"username"`
+	Password     config.Secret `koanf:"password"`
+	PasswordFile string        `koanf:"password_file"`
+	// PollInterval is the time between polls (one LIST VAR per UPS).
+	PollInterval time.Duration `koanf:"poll_interval"`
+	// PollIntervalOnBattery replaces PollInterval while the UPS is on
+	// battery (upsmon's POLLFREQALERT).
+	PollIntervalOnBattery time.Duration `koanf:"poll_interval_on_battery"`
+	// StartTLS is off | try | require.
+	StartTLS string `koanf:"starttls"`
+	// CAFile verifies upsd's certificate (PEM); empty uses the system roots.
+	CAFile string `koanf:"ca_file"`
+	// Login logs in to the UPS as a secondary, so upsd counts this bridge
+	// in NUMLOGINS and a primary waits for it, as upsmon does.
+	Login bool `koanf:"login"`
+	// Primary logs in as the UPS's primary (PRIMARY, or MASTER on old
+	// servers) and lets the bridge set FSD when it decides the UPS is
+	// critical. The account needs `upsmon primary` (or actions = FSD).
+	Primary bool `koanf:"primary"`
+}
+
+func init() {
+	config.Register("sources", "nut", func() any { return DefaultConfig() })
+}
+
+// DefaultConfig returns a configuration with the defaults set.
+func DefaultConfig() *Config {
+	return &Config{
+		PollInterval:          time.Second,
+		PollIntervalOnBattery: 500 * time.Millisecond,
+		StartTLS:              string(client.TLSOff),
+	}
+}
+
+// Validate implements config.Validator.
+func (c *Config) Validate() []config.FieldError {
+	var errs []config.FieldError
+	if c.Address == "" {
+		errs = append(errs, config.Errorf("address", "is required (host or host:port of upsd, default port 3493)"))
+	} else {
+		_, port, err := net.SplitHostPort(client.NormalizeAddr(c.Address))
+		n, perr := strconv.Atoi(port)
+		if err != nil || perr != nil || n < 1 || n > 65535 {
+			errs = append(errs, config.Errorf("address", "must be host or host:port with a port 1..65535, got %q", c.Address))
+		}
+	}
+	switch {
+	case c.UPS == "":
+		errs = append(errs, config.Errorf("ups", `is required: the UPS name on the server (see upsc -l %s), or "*" for all`, c.Address))
+	case c.UPS != "*" && strings.ContainsFunc(c.UPS, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '"' || r == '#' || r == '\\' || r == '@' }):
+		errs = append(errs, config.Errorf("ups", "must be a UPS name without spaces, quotes, '#', '@' or non-ASCII, got %q", c.UPS))
+	}
+	if c.PollInterval <= 0 {
+		errs = append(errs, config.Errorf("poll_interval", "must be > 0, got %q", c.PollInterval.String()))
+	}
+	if c.PollIntervalOnBattery <= 0 {
+		errs = append(errs, config.Errorf("poll_interval_on_battery", "must be > 0, got %q", c.PollIntervalOnBattery.String()))
+	}
+	switch client.TLSMode(c.StartTLS) {
+	case client.TLSOff, client.TLSTry, client.TLSRequire:
+	default:
+		errs = append(errs, config.Errorf("starttls", "must be off, try or require, got %q", c.StartTLS))
+	}
+	if c.CAFile != "" {
+		if _, err := os.Stat(c.CAFile); err != nil {
+			errs = append(errs, config.Errorf("ca_file", "%v", err))
+		}
+	}
+	errs = append(errs, config.ResolveSecret(&c.Password, c.PasswordFile, "password")...)
+	if c.Password != "" && c.Username == "" {
+		errs = append(errs, config.Errorf("username", "is required when a password is set"))
+	}
+	if (c.Login || c.Primary) && (c.Username == "" || c.Password == "") {
+		key := "login"
+		if c.Primary {
+			key = "primary"
+		}
+		errs = append(errs, config.Errorf(key, "needs username and password (an upsd.users account with upsmon secondary/primary)"))
+	}
+	return errs
+}
+
+// NewSource implements bridge.SourceSpec.
+func (c *Config) NewSource(env bridge.Env) (bridge.Source, error) {
+	if errs := c.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("nut source %q: %w", c.ID, config.Errors(errs))
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return New(*c, log), nil
+}
