@@ -181,3 +181,13 @@ func Dump(msgs []Msg, n int) string {
 	}
 	return b.String()
 }
+
+// Publish sends one QoS 1 message through the subscriber's connection.
+func Publish(t testing.TB, s *Subscriber, topic, payload string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.cm.Publish(ctx, &paho.Publish{Topic: topic, Payload: []byte(payload), QoS: 1}); err != nil {
+		t.Fatalf("publish %s: %v", topic, err)
+	}
+}
