@@ -99,6 +99,8 @@ type Sink struct {
 	avail     map[string]string // ups -> availability last published
 	connected bool
 	full      bool // everything must be published again
+
+	stats sinkStats // read by Stats from other goroutines
 }
 
 type inbound struct {
@@ -197,11 +199,13 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 	defer wg.Wait()
 	s.cm, err = Connect(connCtx, s.opts.Conn, Handlers{
 		OnUp: func(cm *autopaho.ConnectionManager) {
+			s.stats.connected.Store(true)
 			select {
 			case s.upCh <- struct{}{}:
 			default:
 			}
 		},
+		OnDown: func() { s.stats.connected.Store(false) },
 		OnPublish: func(topic string, payload []byte, _ bool) {
 			select {
 			case s.inbox <- inbound{topic, payload}:
@@ -251,7 +255,9 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 		case <-ctx.Done():
 			return nil
 		}
-		if s.connected && !s.flush(ctx) {
+		ok := !s.connected || s.flush(ctx)
+		s.stats.queued.Store(int64(s.spool.Len()))
+		if !ok {
 			// A publish failed: the connection is down or flaky. Wait for
 			// the next connect, or retry after a pause.
 			s.connected = false
@@ -406,6 +412,7 @@ func (s *Sink) publish(ctx context.Context, m Message) bool {
 	defer cancel()
 	_, err := s.cm.Publish(pctx, &paho.Publish{Topic: m.Topic, Payload: m.Payload, Retain: m.Retain, QoS: m.QoS})
 	if err != nil {
+		s.stats.publishFailures.Add(1)
 		s.log.Warn("mqtt publish failed; will retry after reconnect", "topic", m.Topic, "err", err)
 		return false
 	}

@@ -1,0 +1,298 @@
+// Package httpapi is upsbridge's HTTP endpoint (http.listen, off by
+// default): Prometheus metrics, liveness and readiness probes, and the whole
+// state as JSON.
+//
+//	GET /metrics    Prometheus text format (the official Go client)
+//	GET /healthz    200 "ok" while the process serves requests
+//	GET /readyz     200 "ready", or 503 with one line per problem: the broker
+//	                connection is down, a source has read no UPS yet, or a
+//	                UPS is not communicating
+//	GET /api/state  every UPS state, agent, source and sink as JSON
+//
+// The package is a bridge sink: it consumes the states and events the bridge
+// routes to every sink, so the numbers it shows are exactly what the other
+// sinks were given. Sources and sinks add their own numbers by implementing
+// bridge.StatsReporter.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/upsbridge/upsbridge/bridge"
+)
+
+// Observed is what the endpoint reads from the running bridge; *bridge.Bridge
+// implements it.
+type Observed interface {
+	Sources() []bridge.Source
+	Sinks() []bridge.SinkQueue
+	SourceOf(ups string) string
+}
+
+// Options configure the endpoint.
+type Options struct {
+	// Listen is host:port; ":0" picks a free port (see Server.Addr).
+	Listen   string
+	BridgeID string
+	Version  string
+	// Bridge is the running bridge; nil shows only what the sink consumed.
+	Bridge Observed
+	Logger *slog.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Server is the HTTP endpoint and the sink that feeds it.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	ln   net.Listener
+	reg  *prometheus.Registry
+	srv  *http.Server
+
+	events *prometheus.CounterVec
+
+	mu     sync.RWMutex
+	states map[string]*bridge.State
+	// agents holds the last event of each host's agent (stage started,
+	// SHUTDOWN), for /api/state when the agent reports no stats itself.
+	agentEvents map[string]*bridge.Event
+}
+
+// New binds the listening socket (so a port in use is reported at start,
+// not later) and builds the handlers. Serve serves; the Server is also the
+// bridge sink that must be added with bridge.AddSink.
+func New(opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http api: listen on %s: %w", opts.Listen, err)
+	}
+	s := &Server{
+		opts:        opts,
+		log:         opts.Logger.With("sink", "http"),
+		ln:          ln,
+		reg:         prometheus.NewRegistry(),
+		states:      map[string]*bridge.State{},
+		agentEvents: map[string]*bridge.Event{},
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "upsbridge_events_total",
+			Help: "Power events derived (or emitted by agents), by UPS, event type and host (agents only).",
+		}, []string{"ups", "type", "host"}),
+	}
+	s.reg.MustRegister(
+		s.events,
+		&collector{s: s},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slogErrorLog{s.log}}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.HandleFunc("GET /api/state", s.handleState)
+	s.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+	}
+	return s, nil
+}
+
+// Addr returns the address the endpoint listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Handler returns the endpoint's handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.srv.Handler }
+
+// Serve serves until ctx ends, then shuts the server down gracefully.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	s.log.Info("http endpoint listening", "addr", s.ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http api: serve on %s: %w", s.ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("http api: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http api: serve: %w", err)
+	}
+	return nil
+}
+
+// Name implements bridge.Sink.
+func (s *Server) Name() string { return "http" }
+
+// Run implements bridge.Sink: it keeps the latest state of every UPS and
+// counts events until the queue is closed and drained.
+func (s *Server) Run(ctx context.Context, q *bridge.Queue) error {
+	for {
+		m, ok := q.Next(ctx)
+		if !ok {
+			return nil
+		}
+		s.accept(m)
+	}
+}
+
+func (s *Server) accept(m bridge.Message) {
+	switch m.Kind {
+	case bridge.MessageState:
+		s.mu.Lock()
+		s.states[m.State.UPS] = m.State
+		s.mu.Unlock()
+	case bridge.MessageEvent:
+		ev := m.Event
+		s.events.WithLabelValues(ev.UPS, string(ev.Type), ev.Host).Inc()
+		if ev.Host != "" {
+			s.mu.Lock()
+			s.agentEvents[ev.Host] = ev
+			s.mu.Unlock()
+		}
+	}
+}
+
+// snapshot returns the consumed states sorted by UPS id.
+func (s *Server) snapshot() []*bridge.State {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*bridge.State, 0, len(s.states))
+	for _, st := range s.states {
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UPS < out[j].UPS })
+	return out
+}
+
+// sourceStats returns each source's id and reported numbers.
+func (s *Server) sourceStats() []namedStats {
+	if s.opts.Bridge == nil {
+		return nil
+	}
+	var out []namedStats
+	for _, src := range s.opts.Bridge.Sources() {
+		ns := namedStats{Name: src.ID()}
+		if r, ok := src.(bridge.StatsReporter); ok {
+			ns.Stats = r.Stats()
+		}
+		out = append(out, ns)
+	}
+	return out
+}
+
+// sinkStats returns each sink's name, queue and reported numbers, except
+// this one's.
+func (s *Server) sinkStats() []namedStats {
+	if s.opts.Bridge == nil {
+		return nil
+	}
+	var out []namedStats
+	for _, sq := range s.opts.Bridge.Sinks() {
+		if sq.Sink == bridge.Sink(s) {
+			continue
+		}
+		ns := namedStats{Name: sq.Sink.Name(), QueueLength: sq.Queue.Len(), Dropped: sq.Queue.Dropped()}
+		if r, ok := sq.Sink.(bridge.StatsReporter); ok {
+			ns.Stats = r.Stats()
+		}
+		out = append(out, ns)
+	}
+	return out
+}
+
+type namedStats struct {
+	Name        string
+	QueueLength int
+	Dropped     uint64
+	Stats       map[string]any
+}
+
+// problems lists why the process is not ready; empty means ready.
+func (s *Server) problems() []string {
+	var out []string
+	for _, ns := range s.sinkStats() {
+		if c, ok := ns.Stats["connected"].(bool); ok && !c {
+			if ns.Name == "mqtt" {
+				out = append(out, "mqtt: not connected to the broker")
+			} else {
+				out = append(out, fmt.Sprintf("sink %s: not connected", ns.Name))
+			}
+		}
+	}
+	states := s.snapshot()
+	for _, ns := range s.sourceStats() {
+		if c, ok := ns.Stats["connected"].(bool); ok && !c {
+			out = append(out, fmt.Sprintf("source %s: not connected", ns.Name))
+		}
+		seen := 0
+		for _, st := range states {
+			if s.opts.Bridge.SourceOf(st.UPS) != ns.Name {
+				continue
+			}
+			seen++
+			switch {
+			case st.Gone:
+			case !st.Comm:
+				out = append(out, fmt.Sprintf("ups %s (source %s): not communicating", st.UPS, ns.Name))
+			}
+		}
+		if seen == 0 {
+			out = append(out, fmt.Sprintf("source %s: no UPS read yet", ns.Name))
+		}
+	}
+	if s.opts.Bridge == nil {
+		for _, st := range states {
+			if !st.Gone && !st.Comm {
+				out = append(out, fmt.Sprintf("ups %s: not communicating", st.UPS))
+			}
+		}
+	}
+	return out
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	p := s.problems()
+	if len(p) == 0 {
+		fmt.Fprintln(w, "ready")
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintln(w, "not ready:")
+	fmt.Fprintln(w, strings.Join(p, "\n"))
+}
+
+// slogErrorLog adapts slog to promhttp's error logger.
+type slogErrorLog struct{ log *slog.Logger }
+
+func (l slogErrorLog) Println(v ...any) { l.log.Error("metrics", "err", fmt.Sprint(v...)) }

@@ -1,0 +1,154 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/upsbridge/upsbridge/bridge"
+)
+
+// StateDoc is the JSON of GET /api/state. Its fields are public API.
+type StateDoc struct {
+	BridgeID string `json:"bridge_id"`
+	Version  string `json:"version"`
+	TS       string `json:"ts"`
+	Ready    bool   `json:"ready"`
+	// Problems says why the process is not ready (as /readyz).
+	Problems []string     `json:"problems"`
+	UPS      []UPSDoc     `json:"ups"`
+	Agents   []AgentDoc   `json:"agents"`
+	Sources  []SourceDoc  `json:"sources"`
+	Sinks    []SinkDoc    `json:"sinks"`
+	Events   []EventCount `json:"events"`
+}
+
+// UPSDoc is one UPS: the MQTT state payload plus what only the bridge knows.
+type UPSDoc struct {
+	bridge.StatePayload
+	Source         string `json:"source,omitempty"`
+	Communicating  bool   `json:"communicating"`
+	Gone           bool   `json:"gone"`
+	OnBatterySince string `json:"on_battery_since,omitempty"`
+}
+
+// AgentDoc is a shutdown agent running in this process: its reported stats,
+// or else the last event it emitted.
+type AgentDoc struct {
+	Agent     string               `json:"agent"`
+	Stats     map[string]any       `json:"stats,omitempty"`
+	LastEvent *bridge.EventPayload `json:"last_event,omitempty"`
+}
+
+// SourceDoc is a source with its reported stats.
+type SourceDoc struct {
+	ID    string         `json:"id"`
+	Stats map[string]any `json:"stats,omitempty"`
+}
+
+// SinkDoc is a sink with its queue and reported stats.
+type SinkDoc struct {
+	Name          string         `json:"name"`
+	QueueLength   int            `json:"queue_length"`
+	EventsDropped uint64         `json:"events_dropped"`
+	Stats         map[string]any `json:"stats,omitempty"`
+}
+
+// EventCount is how many events of a type a UPS (or host) produced.
+type EventCount struct {
+	UPS   string  `json:"ups"`
+	Host  string  `json:"host,omitempty"`
+	Type  string  `json:"type"`
+	Count float64 `json:"count"`
+}
+
+// Document assembles the /api/state document.
+func (s *Server) Document() StateDoc {
+	doc := StateDoc{
+		BridgeID: s.opts.BridgeID,
+		Version:  s.opts.Version,
+		TS:       bridge.FormatTime(s.opts.Now()),
+		Problems: s.problems(),
+		UPS:      []UPSDoc{},
+		Agents:   []AgentDoc{},
+		Sources:  []SourceDoc{},
+		Sinks:    []SinkDoc{},
+		Events:   []EventCount{},
+	}
+	if doc.Problems == nil {
+		doc.Problems = []string{}
+	}
+	doc.Ready = len(doc.Problems) == 0
+	for _, st := range s.snapshot() {
+		u := UPSDoc{StatePayload: bridge.NewStatePayload(st), Communicating: st.Comm && !st.Gone, Gone: st.Gone}
+		if st.Time.IsZero() {
+			u.TS = ""
+		}
+		if !st.OnBatterySince.IsZero() {
+			u.OnBatterySince = bridge.FormatTime(st.OnBatterySince)
+		}
+		if s.opts.Bridge != nil {
+			u.Source = s.opts.Bridge.SourceOf(st.UPS)
+		}
+		doc.UPS = append(doc.UPS, u)
+	}
+	for _, ns := range s.sourceStats() {
+		doc.Sources = append(doc.Sources, SourceDoc{ID: ns.Name, Stats: ns.Stats})
+	}
+	agents := map[string]bool{}
+	for _, ns := range s.sinkStats() {
+		doc.Sinks = append(doc.Sinks, SinkDoc{Name: ns.Name, QueueLength: ns.QueueLength, EventsDropped: ns.Dropped, Stats: ns.Stats})
+		if a, ok := ns.Stats["agent"].(string); ok && a != "" {
+			doc.Agents = append(doc.Agents, AgentDoc{Agent: a, Stats: ns.Stats})
+			agents[a] = true
+		}
+	}
+	s.mu.RLock()
+	for host, ev := range s.agentEvents {
+		if !agents[host] {
+			p := bridge.NewEventPayload(ev)
+			doc.Agents = append(doc.Agents, AgentDoc{Agent: host, LastEvent: &p})
+		}
+	}
+	s.mu.RUnlock()
+	doc.Events = s.eventCounts()
+	return doc
+}
+
+// eventCounts reads the event counter back.
+func (s *Server) eventCounts() []EventCount {
+	out := []EventCount{}
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "upsbridge_events_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			ec := EventCount{Count: m.GetCounter().GetValue()}
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "ups":
+					ec.UPS = l.GetValue()
+				case "host":
+					ec.Host = l.GetValue()
+				case "type":
+					ec.Type = l.GetValue()
+				}
+			}
+			out = append(out, ec)
+		}
+	}
+	return out
+}
+
+func (s *Server) handleState(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s.Document()); err != nil {
+		s.log.Debug("write /api/state", "err", err)
+	}
+}
