@@ -34,6 +34,9 @@ func (h *HexID) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// MarshalText formats the id as 4 hex digits.
+func (h HexID) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
 // String formats the id as 4 hex digits.
 func (h HexID) String() string { return fmt.Sprintf("%04x", uint16(h)) }
 

@@ -266,3 +266,10 @@ func vendorFor(vid, pid uint16) *vendor {
 	}
 	return &vendor{name: "generic"}
 }
+
+// KnownVendor returns the vendor table a UPS of this vendor/product id
+// would use, and whether upsbridge knows the vendor as a UPS maker.
+func KnownVendor(vid, pid uint16) (string, bool) {
+	v := vendorFor(vid, pid)
+	return v.name, v.name != "generic"
+}
