@@ -171,3 +171,40 @@ func BenchmarkAppendAck(b *testing.B) {
 		})
 	}
 }
+
+func TestAppendBatchPeekNAckN(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch [][]byte
+	for i := 0; i < 10; i++ {
+		batch = append(batch, []byte(fmt.Sprintf("rec-%d", i)))
+	}
+	if err := s.AppendBatch(batch); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.PeekN(4)
+	if err != nil || len(got) != 4 || string(got[0]) != "rec-0" || string(got[3]) != "rec-3" {
+		t.Fatalf("PeekN(4) = %q, %v", got, err)
+	}
+	if err := s.AckN(3); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err = s.PeekN(100)
+	if err != nil || len(got) != 7 || string(got[0]) != "rec-3" || string(got[6]) != "rec-9" {
+		t.Fatalf("after reopen PeekN = %q, %v", got, err)
+	}
+	if err := s.AckN(7); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PeekN(1); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("PeekN on empty = %v, want ErrEmpty", err)
+	}
+}

@@ -1,0 +1,141 @@
+package notify
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// errKind classifies a delivery failure.
+type errKind int
+
+const (
+	// transient: retry with backoff (network errors, 5xx, 429, vendor
+	// rate-limit and "busy" codes).
+	transient errKind = iota
+	// refused: the notifier itself is unusable (bad key, token, URL):
+	// report once, keep the queue, try again rarely.
+	refused
+	// rejected: this message is refused (too long, bad format); retrying
+	// it cannot help, so it is dropped with an error.
+	rejected
+)
+
+func (k errKind) String() string {
+	switch k {
+	case refused:
+		return "refused"
+	case rejected:
+		return "rejected"
+	}
+	return "transient"
+}
+
+// sendError is a classified delivery failure.
+type sendError struct {
+	kind       errKind
+	retryAfter time.Duration // the service's hint, 0 if none
+	err        error
+}
+
+func (e *sendError) Error() string { return e.err.Error() }
+func (e *sendError) Unwrap() error { return e.err }
+
+func errTransient(err error, retryAfter time.Duration) error {
+	return &sendError{kind: transient, retryAfter: retryAfter, err: err}
+}
+func errRefused(err error) error  { return &sendError{kind: refused, err: err} }
+func errRejected(err error) error { return &sendError{kind: rejected, err: err} }
+
+// classify returns an error's kind and retry hint; unclassified errors
+// (network) are transient.
+func classify(err error) (errKind, time.Duration) {
+	var se *sendError
+	if errors.As(err, &se) {
+		return se.kind, se.retryAfter
+	}
+	return transient, 0
+}
+
+// redactor removes secrets from error texts, in the raw form and in the
+// escaped forms they take in URLs.
+type redactor struct{ secrets []string }
+
+func newRedactor(secrets ...string) redactor {
+	var r redactor
+	for _, s := range secrets {
+		if len(s) < 3 {
+			continue // too short to redact without mangling text; such secrets are refused elsewhere
+		}
+		r.secrets = append(r.secrets, s, url.QueryEscape(s), url.PathEscape(s))
+	}
+	return r
+}
+
+func (r redactor) text(s string) string {
+	for _, sec := range r.secrets {
+		s = strings.ReplaceAll(s, sec, "[redacted]")
+	}
+	return s
+}
+
+// scrubbed is an error whose text has had secrets removed; it keeps the
+// classification of the original.
+type scrubbed struct {
+	msg  string
+	kind errKind
+	ra   time.Duration
+}
+
+func (e *scrubbed) Error() string { return e.msg }
+
+// err returns err with secrets removed from its text, keeping its kind.
+func (r redactor) err(err error) error {
+	if err == nil {
+		return nil
+	}
+	k, ra := classify(err)
+	msg := r.text(err.Error())
+	return &sendError{kind: k, retryAfter: ra, err: &scrubbed{msg: msg, kind: k, ra: ra}}
+}
+
+// redactURL hides the query values and any user info of a URL for logs.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "[unparsable URL]"
+	}
+	if u.User != nil {
+		u.User = url.User("[redacted]")
+	}
+	q := u.Query()
+	for k := range q {
+		q.Set(k, "[redacted]")
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// httpStatusError builds the error for an HTTP answer, classified by status:
+// 408, 425, 429 and 5xx are transient; 401, 403 and 404 mean the notifier's
+// URL or credentials are wrong; other 4xx reject the message.
+func httpStatusError(service string, status int, body string, retryAfter time.Duration) error {
+	err := fmt.Errorf("%s: HTTP %d: %s", service, status, shorten(body, 300))
+	switch {
+	case status == 408 || status == 425 || status == 429 || status >= 500:
+		return errTransient(err, retryAfter)
+	case status == 401 || status == 403 || status == 404 || status == 410:
+		return errRefused(err)
+	}
+	return errRejected(err)
+}
+
+func shorten(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		return truncate(s, n)
+	}
+	return s
+}

@@ -1,0 +1,88 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// userAgent identifies the bridge to services.
+const userAgent = "upsbridge"
+
+// httpClient is shared by the HTTP services: it honours HTTPS_PROXY (needed
+// for Telegram, Discord and Slack from mainland China). Timeouts come from
+// the context of each attempt.
+var httpClient = &http.Client{Transport: http.DefaultTransport}
+
+// response is an HTTP answer read in full (bounded).
+type response struct {
+	status     int
+	header     http.Header
+	body       []byte
+	retryAfter time.Duration
+}
+
+// do sends one request. Network failures are transient errors. The URL is
+// never part of the error text (it may hold a key): errors name the
+// service and the redacted URL.
+func do(ctx context.Context, service, method, rawURL string, header http.Header, body []byte) (*response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, rawURL, bytes.NewReader(body))
+	if err != nil {
+		return nil, errRefused(fmt.Errorf("%s: bad URL %s", service, redactURL(rawURL)))
+	}
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", userAgent)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		// *url.Error's text carries the full URL: rebuild it without.
+		cause := err
+		if ue, ok := err.(interface{ Unwrap() error }); ok && ue.Unwrap() != nil {
+			cause = ue.Unwrap()
+		}
+		return nil, errTransient(fmt.Errorf("%s: %s %s: %w", service, method, redactURL(rawURL), cause), 0)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	r := &response{status: resp.StatusCode, header: resp.Header, body: b}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		if n, err := strconv.Atoi(strings.TrimSpace(ra)); err == nil && n >= 0 {
+			r.retryAfter = time.Duration(n) * time.Second
+		} else if t, err := http.ParseTime(ra); err == nil {
+			r.retryAfter = time.Until(t)
+		}
+	}
+	return r, nil
+}
+
+// postJSON marshals v and POSTs it.
+func postJSON(ctx context.Context, service, rawURL string, header http.Header, v any) (*response, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, errRejected(fmt.Errorf("%s: encode request: %w", service, err))
+	}
+	if header == nil {
+		header = http.Header{}
+	}
+	header.Set("Content-Type", "application/json; charset=utf-8")
+	return do(ctx, service, http.MethodPost, rawURL, header, body)
+}
+
+// ok2xx returns nil for 2xx, else the classified status error.
+func (r *response) ok2xx(service string) error {
+	if r.status >= 200 && r.status < 300 {
+		return nil
+	}
+	return httpStatusError(service, r.status, string(r.body), r.retryAfter)
+}
