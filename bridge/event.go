@@ -36,6 +36,12 @@ const (
 	EventNotEco    EventType = "NOTECO"
 	// EventShutdown is emitted by a host that is about to power off (agents).
 	EventShutdown EventType = "SHUTDOWN"
+	// EventStage is emitted by an agent that started a shutdown stage.
+	EventStage EventType = "STAGE"
+	// EventStageFailed is emitted by an agent whose stage or undo command failed.
+	EventStageFailed EventType = "STAGE_FAILED"
+	// EventUndo is emitted by an agent that undid a stage when mains returned.
+	EventUndo EventType = "UNDO"
 )
 
 // Severity orders events for routing (notifier min_severity).
@@ -79,31 +85,34 @@ type eventInfo struct {
 }
 
 var eventTable = map[EventType]eventInfo{
-	EventOnline:    {SeverityInfo, "UPS %s is back on mains power"},
-	EventOnBatt:    {SeverityWarning, "UPS %s is on battery: mains power failed"},
-	EventLowBatt:   {SeverityCritical, "UPS %s battery is low"},
-	EventFSD:       {SeverityCritical, "UPS %s: forced shutdown in progress"},
-	EventCommOK:    {SeverityInfo, "Communication with UPS %s restored"},
-	EventCommBad:   {SeverityWarning, "Communication with UPS %s lost"},
-	EventNoComm:    {SeverityWarning, "UPS %s is unavailable: no communication"},
-	EventReplBatt:  {SeverityWarning, "UPS %s battery needs to be replaced"},
-	EventCal:       {SeverityInfo, "UPS %s is calibrating its battery"},
-	EventNotCal:    {SeverityInfo, "UPS %s finished calibrating"},
-	EventOff:       {SeverityWarning, "UPS %s is off: the load is not powered"},
-	EventNotOff:    {SeverityInfo, "UPS %s is no longer off"},
-	EventBypass:    {SeverityWarning, "UPS %s is on bypass: the load is not protected"},
-	EventNotBypass: {SeverityInfo, "UPS %s left bypass"},
-	EventOver:      {SeverityWarning, "UPS %s is overloaded"},
-	EventNotOver:   {SeverityInfo, "UPS %s is no longer overloaded"},
-	EventTrim:      {SeverityInfo, "UPS %s is trimming high input voltage"},
-	EventNotTrim:   {SeverityInfo, "UPS %s stopped trimming input voltage"},
-	EventBoost:     {SeverityInfo, "UPS %s is boosting low input voltage"},
-	EventNotBoost:  {SeverityInfo, "UPS %s stopped boosting input voltage"},
-	EventAlarm:     {SeverityWarning, "UPS %s has an active alarm"},
-	EventNotAlarm:  {SeverityInfo, "UPS %s alarms cleared"},
-	EventEco:       {SeverityInfo, "UPS %s entered ECO mode"},
-	EventNotEco:    {SeverityInfo, "UPS %s left ECO mode"},
-	EventShutdown:  {SeverityCritical, "Host %s is shutting down"},
+	EventOnline:      {SeverityInfo, "UPS %s is back on mains power"},
+	EventOnBatt:      {SeverityWarning, "UPS %s is on battery: mains power failed"},
+	EventLowBatt:     {SeverityCritical, "UPS %s battery is low"},
+	EventFSD:         {SeverityCritical, "UPS %s: forced shutdown in progress"},
+	EventCommOK:      {SeverityInfo, "Communication with UPS %s restored"},
+	EventCommBad:     {SeverityWarning, "Communication with UPS %s lost"},
+	EventNoComm:      {SeverityWarning, "UPS %s is unavailable: no communication"},
+	EventReplBatt:    {SeverityWarning, "UPS %s battery needs to be replaced"},
+	EventCal:         {SeverityInfo, "UPS %s is calibrating its battery"},
+	EventNotCal:      {SeverityInfo, "UPS %s finished calibrating"},
+	EventOff:         {SeverityWarning, "UPS %s is off: the load is not powered"},
+	EventNotOff:      {SeverityInfo, "UPS %s is no longer off"},
+	EventBypass:      {SeverityWarning, "UPS %s is on bypass: the load is not protected"},
+	EventNotBypass:   {SeverityInfo, "UPS %s left bypass"},
+	EventOver:        {SeverityWarning, "UPS %s is overloaded"},
+	EventNotOver:     {SeverityInfo, "UPS %s is no longer overloaded"},
+	EventTrim:        {SeverityInfo, "UPS %s is trimming high input voltage"},
+	EventNotTrim:     {SeverityInfo, "UPS %s stopped trimming input voltage"},
+	EventBoost:       {SeverityInfo, "UPS %s is boosting low input voltage"},
+	EventNotBoost:    {SeverityInfo, "UPS %s stopped boosting input voltage"},
+	EventAlarm:       {SeverityWarning, "UPS %s has an active alarm"},
+	EventNotAlarm:    {SeverityInfo, "UPS %s alarms cleared"},
+	EventEco:         {SeverityInfo, "UPS %s entered ECO mode"},
+	EventNotEco:      {SeverityInfo, "UPS %s left ECO mode"},
+	EventShutdown:    {SeverityCritical, "Host %s is shutting down"},
+	EventStage:       {SeverityWarning, "Host %s started a shutdown stage"},
+	EventStageFailed: {SeverityWarning, "Host %s: a shutdown stage command failed"},
+	EventUndo:        {SeverityInfo, "Host %s undid a shutdown stage: mains returned"},
 }
 
 // KnownEvent reports whether t is an event name upsbridge produces.
