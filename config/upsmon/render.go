@@ -7,6 +7,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"unicode"
 )
 
 // q quotes a string for YAML: a JSON string is a valid YAML double-quoted
@@ -29,8 +30,17 @@ func qlist(l []string) string {
 
 func dur(secs int) string { return fmt.Sprintf("%ds", secs) }
 
-// comment writes each line of text as a YAML comment at indent.
+// comment writes each line of text as a YAML comment at indent. Input
+// lines are the user's bytes: anything YAML does not accept in a comment
+// (invalid UTF-8, control characters) is replaced.
 func comment(b *strings.Builder, indent, text string) {
+	text = strings.ToValidUTF8(text, "\uFFFD")
+	text = strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || (unicode.IsPrint(r) && r != '\uFEFF') {
+			return r
+		}
+		return '?'
+	}, text)
 	for _, l := range strings.Split(text, "\n") {
 		fmt.Fprintf(b, "%s# %s\n", indent, l)
 	}
