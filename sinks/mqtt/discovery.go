@@ -1,0 +1,546 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/hass"
+)
+
+// DiscoveryOptions configure Home Assistant discovery.
+type DiscoveryOptions struct {
+	HASS hass.Options
+	// Conn reaches the broker for the start-up scan of retained configs
+	// (a short-lived connection of its own; Will and ClientID are replaced).
+	Conn ConnOptions
+	// ScanTimeout bounds the scan when the broker never echoes its marker
+	// (default 10 s).
+	ScanTimeout time.Duration
+	// UnknownGrace: retained configs of devices of this bridge that no
+	// source has reported since start-up are removed after it (default
+	// 5 min), so a UPS that is merely slow to appear keeps its entities.
+	UnknownGrace time.Duration
+	// RemoveAfter: an entity whose variable the UPS stopped reporting is
+	// removed after this long (default 10 min), so a variable that drops out
+	// for a few readings does not delete the entity and its settings.
+	RemoveAfter time.Duration
+	Logger      *slog.Logger
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Discovery is the sink Extension that publishes Home Assistant discovery:
+// configs on every (re)connect and on HA's birth message, changed configs
+// when a UPS's variable or command set changes, removals for what is no
+// longer generated, and an energy counter per UPS. Create it with
+// NewDiscovery; run Scan once (in its own goroutine) to remove stale
+// configs left by earlier runs.
+type Discovery struct {
+	o     DiscoveryOptions
+	log   *slog.Logger
+	start time.Time
+
+	// Owned by the sink's publishing goroutine.
+	published map[string][]byte        // config topic -> payload last published
+	seen      map[string]time.Time     // entity ref -> last generated
+	refs      map[string]entityRef     // entity ref -> what it is
+	removed   map[string][]hass.Entity // device id -> components to remove (device mode)
+	known     map[string]bool          // device ids of UPSes read this run
+	pending   map[string][]string      // device id -> key prefixes not derivable yet
+	energy    map[string]*energyAcc
+	applied   bool // the scan's stale list was acted on
+
+	mu       sync.Mutex // guards the fields below (scan goroutine, command goroutines)
+	scanned  bool
+	stale    map[string]retainedConfig // topic -> config found by the scan
+	baseline map[string]float64        // ups -> energy kWh found by the scan
+	infos    map[string]*bridge.Info
+}
+
+type entityRef struct {
+	device string
+	entity hass.Entity
+}
+
+type retainedConfig struct {
+	device     string
+	uniqueID   string
+	components map[string]string // device mode: component id -> platform
+}
+
+type energyAcc struct {
+	last      time.Time
+	lastPower float64
+	kwh       float64
+	estimated bool
+}
+
+// NewDiscovery returns the extension.
+func NewDiscovery(o DiscoveryOptions) *Discovery {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ScanTimeout <= 0 {
+		o.ScanTimeout = 10 * time.Second
+	}
+	if o.UnknownGrace <= 0 {
+		o.UnknownGrace = 5 * time.Minute
+	}
+	if o.RemoveAfter <= 0 {
+		o.RemoveAfter = 10 * time.Minute
+	}
+	return &Discovery{
+		o: o, log: o.Logger.With("component", "hass"), start: o.Now(),
+		published: map[string][]byte{}, seen: map[string]time.Time{}, refs: map[string]entityRef{},
+		removed: map[string][]hass.Entity{}, known: map[string]bool{}, pending: map[string][]string{},
+		energy: map[string]*energyAcc{}, baseline: map[string]float64{}, infos: map[string]*bridge.Info{},
+	}
+}
+
+var _ Extension = (*Discovery)(nil)
+
+// scanTopic carries the scan's marker and its "done" notice.
+func (d *Discovery) scanTopic() string {
+	return d.o.HASS.TopicPrefix + "/bridge/" + d.o.HASS.BridgeID + "/hass/scan"
+}
+
+// Subscriptions implements Extension: HA's birth topic and the scan notice.
+func (d *Discovery) Subscriptions() []string {
+	return []string{d.o.HASS.BirthTopic(), d.scanTopic()}
+}
+
+// OnMessage implements Extension: HA's "online" birth asks for everything
+// again; the scan's "done" asks for a pass that removes stale configs.
+func (d *Discovery) OnMessage(topic string, payload []byte) bool {
+	switch topic {
+	case d.o.HASS.BirthTopic():
+		if strings.TrimSpace(string(payload)) == "online" {
+			d.log.Info("Home Assistant came online; publishing discovery again")
+			return true
+		}
+	case d.scanTopic():
+		if string(payload) == "done" {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return d.scanned && !d.applied
+		}
+	}
+	return false
+}
+
+// OnConnect implements Extension: every config, then removals of stale ones.
+func (d *Discovery) OnConnect(states []*bridge.State) []Message {
+	now := d.o.Now()
+	clear(d.published)
+	out := d.device(hass.BridgeDevice(d.o.HASS), now, true)
+	for _, st := range states {
+		out = append(out, d.ups(st, now, true)...)
+	}
+	return append(out, d.cleanup(now)...)
+}
+
+// OnState implements Extension: changed configs and the energy counter.
+func (d *Discovery) OnState(st *bridge.State) []Message {
+	now := d.o.Now()
+	out := d.ups(st, now, false)
+	if m, ok := d.energyMessage(st); ok {
+		out = append(out, m)
+	}
+	return append(out, d.cleanup(now)...)
+}
+
+// AllowCommand is the command policy for Options.AllowCommand: only
+// commands the UPS offers, and dangerous ones only with
+// hass.dangerous_commands.
+func (d *Discovery) AllowCommand(ups, command string) bool {
+	if bridge.IsDangerousCommand(command) && !d.o.HASS.DangerousCommands {
+		return false
+	}
+	d.mu.Lock()
+	info := d.infos[ups]
+	d.mu.Unlock()
+	return info != nil && info.HasCommand(command)
+}
+
+func (d *Discovery) ups(st *bridge.State, now time.Time, all bool) []Message {
+	dev := hass.UPSDevice(d.o.HASS, st)
+	if st.Info != nil {
+		d.mu.Lock()
+		d.infos[st.UPS] = st.Info
+		d.mu.Unlock()
+	}
+	if st.Time.IsZero() || len(st.Vars) == 0 {
+		// Never read (or nothing read): publish nothing yet rather than a
+		// device without entities; keep whatever exists.
+		return nil
+	}
+	d.known[dev.ID] = true
+	d.pending[dev.ID] = dev.Pending
+	return d.device(dev, now, all)
+}
+
+// device returns the configs of a device that changed (all of them when
+// all is set) and removals of entities it stopped generating.
+func (d *Discovery) device(dev *hass.Device, now time.Time, all bool) []Message {
+	current := map[string]bool{}
+	for _, e := range dev.Entities {
+		ref := dev.ID + "/" + e.Component + "/" + e.Key
+		current[ref] = true
+		d.seen[ref] = now
+		d.refs[ref] = entityRef{dev.ID, e}
+	}
+	var gone []hass.Entity
+	for ref, r := range d.refs {
+		if r.device != dev.ID || current[ref] || dev.IsPending(r.entity.Key) {
+			continue
+		}
+		if now.Sub(d.seen[ref]) < d.o.RemoveAfter {
+			// Keep it published for now: the variable may come back.
+			dev.Entities = append(dev.Entities, r.entity)
+			continue
+		}
+		gone = append(gone, r.entity)
+		delete(d.refs, ref)
+		delete(d.seen, ref)
+	}
+	sort.Slice(dev.Entities, func(i, j int) bool {
+		a, b := dev.Entities[i], dev.Entities[j]
+		return a.Component+"/"+a.Key < b.Component+"/"+b.Key
+	})
+	var out []Message
+	for _, e := range gone {
+		d.log.Info("removing Home Assistant entity no longer reported", "device", dev.ID, "entity", e.Key)
+		if d.o.HASS.DeviceMode {
+			d.removed[dev.ID] = append(d.removed[dev.ID], hass.Entity{Component: e.Component, Key: e.Key})
+			continue
+		}
+		topic := hass.ConfigTopic(d.o.HASS, dev, e)
+		out = append(out, Message{Topic: topic, Retain: true, QoS: 1})
+		delete(d.published, topic)
+	}
+	dev.Removed = d.removed[dev.ID]
+	for _, m := range hass.Messages(d.o.HASS, dev) {
+		if !all && string(d.published[m.Topic]) == string(m.Payload) {
+			continue
+		}
+		d.published[m.Topic] = m.Payload
+		out = append(out, Message{Topic: m.Topic, Payload: m.Payload, Retain: true, QoS: 1})
+	}
+	return out
+}
+
+// cleanup removes configs the scan found that this bridge no longer
+// generates: at once for the bridge and UPSes read this run, after
+// UnknownGrace for devices not seen (yet).
+func (d *Discovery) cleanup(now time.Time) []Message {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.scanned || d.applied {
+		return nil
+	}
+	graceOver := now.Sub(d.start) >= d.o.UnknownGrace
+	bridgeDev := hass.BridgeDeviceID(d.o.HASS.BridgeID)
+	var out []Message
+	topics := make([]string, 0, len(d.stale))
+	for t := range d.stale {
+		topics = append(topics, t)
+	}
+	sort.Strings(topics)
+	for _, topic := range topics {
+		rc := d.stale[topic]
+		knownDev := rc.device == bridgeDev || d.known[rc.device]
+		if !knownDev && !graceOver {
+			continue
+		}
+		if _, ours := d.published[topic]; ours {
+			if len(rc.components) > 0 {
+				// A device payload we still publish: components it had
+				// and we no longer generate are removed explicitly.
+				d.removeComponents(topic, rc)
+			}
+			delete(d.stale, topic)
+			continue
+		}
+		if knownDev && d.isPending(rc) {
+			continue
+		}
+		d.log.Info("removing stale Home Assistant config", "topic", topic, "unique_id", rc.uniqueID)
+		out = append(out, Message{Topic: topic, Retain: true, QoS: 1})
+		delete(d.stale, topic)
+	}
+	if len(d.stale) == 0 {
+		d.applied = true
+	}
+	return out
+}
+
+func (d *Discovery) isPending(rc retainedConfig) bool {
+	for _, p := range d.pending[rc.device] {
+		if strings.HasPrefix(rc.uniqueID, rc.device+"_"+p) {
+			return true
+		}
+	}
+	return false
+}
+
+// removeComponents marks components of a retained device payload that we
+// do not publish as removed; the next publication of the device carries
+// them as bare {"platform": ...}. Called with d.mu held.
+func (d *Discovery) removeComponents(topic string, rc retainedConfig) {
+	have := map[string]bool{}
+	for _, r := range d.refs {
+		if r.device == rc.device {
+			have[r.entity.Key] = true
+		}
+	}
+	changed := false
+	for id, platform := range rc.components {
+		if have[id] {
+			continue
+		}
+		d.removed[rc.device] = append(d.removed[rc.device], hass.Entity{Component: platform, Key: id})
+		changed = true
+	}
+	if changed {
+		// Force the device's payload out again on its next state.
+		delete(d.published, topic)
+	}
+}
+
+// energyMessage integrates the UPS's power (real, or estimated from load)
+// into a kWh counter. It is published only after the scan has read the
+// previous run's value, so the counter never goes back (HA would take a
+// drop for a meter reset and a later rise for consumption).
+func (d *Discovery) energyMessage(st *bridge.State) (Message, bool) {
+	p, estimated, ok := upsPower(st.Vars)
+	acc := d.energy[st.UPS]
+	if acc == nil {
+		acc = &energyAcc{}
+		d.energy[st.UPS] = acc
+	}
+	if !ok || !st.Comm || st.Time.IsZero() {
+		acc.last = time.Time{}
+		return Message{}, false
+	}
+	if dt := st.Time.Sub(acc.last); !acc.last.IsZero() && dt > 0 && dt <= 5*time.Minute {
+		acc.kwh += (acc.lastPower + p) / 2 * dt.Hours() / 1000
+	}
+	if st.Time.After(acc.last) {
+		acc.last, acc.lastPower = st.Time, p
+	}
+	acc.estimated = estimated
+	d.mu.Lock()
+	scanned, base := d.scanned, d.baseline[st.UPS]
+	d.mu.Unlock()
+	if !scanned {
+		return Message{}, false
+	}
+	payload, _ := json.Marshal(map[string]any{
+		"ts": bridge.FormatTime(st.Time), "energy_kwh": roundTo(base+acc.kwh, 6), "estimated": acc.estimated,
+	})
+	return Message{Topic: d.o.HASS.EnergyTopic(st.UPS), Payload: payload, Retain: true, QoS: 1}, true
+}
+
+func roundTo(f float64, digits int) float64 {
+	p := 1.0
+	for range digits {
+		p *= 10
+	}
+	return float64(int64(f*p+0.5)) / p
+}
+
+// upsPower is the UPS's output power in W: ups.realpower, or ups.load% of
+// ups.realpower.nominal (estimated).
+func upsPower(v bridge.Vars) (w float64, estimated, ok bool) {
+	if p, ok := v.Number("ups.realpower"); ok {
+		return p, false, true
+	}
+	if _, present := v["ups.realpower"]; present {
+		return 0, false, false
+	}
+	load, ok1 := v.Number(bridge.VarLoad)
+	nom, ok2 := v.Number("ups.realpower.nominal")
+	if ok1 && ok2 {
+		return load * nom / 100, true, true
+	}
+	return 0, false, false
+}
+
+// Scan reads the retained discovery configs on the broker once, over a
+// connection of its own, and hands those of this bridge's devices to the
+// sink goroutine, which removes the ones it no longer generates. It also
+// reads the previous energy counters. It returns when done; errors are
+// logged, since discovery works without it.
+func (d *Discovery) Scan(ctx context.Context) error {
+	if err := d.scan(ctx); err != nil {
+		d.log.Warn("scan for stale Home Assistant configs failed; none removed", "err", err)
+		d.mu.Lock()
+		d.stale, d.scanned = nil, true
+		d.mu.Unlock()
+	}
+	return nil
+}
+
+func (d *Discovery) scan(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, d.o.ScanTimeout)
+	defer cancel()
+	nonce := make([]byte, 8)
+	_, _ = rand.Read(nonce)
+	marker := "sync " + hex.EncodeToString(nonce)
+	configs := map[string]retainedConfig{}
+	energy := map[string]float64{}
+	var mu sync.Mutex // guards configs, energy and closed
+	closed := false   // set once the maps are handed over
+	synced := make(chan struct{})
+	var once sync.Once
+	conn := d.o.Conn
+	conn.Will = nil
+	conn.ClientID = conn.ClientID + "-hass-scan"
+	conn.Logger = slog.New(slog.DiscardHandler)
+	energyPrefix := d.o.HASS.TopicPrefix + "/ups/"
+	cm, err := Connect(ctx, conn, Handlers{OnPublish: func(topic string, payload []byte, retained bool) {
+		if topic == d.scanTopic() {
+			if string(payload) == marker {
+				once.Do(func() { close(synced) })
+			}
+			return
+		}
+		if !retained || len(payload) == 0 {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			return
+		}
+		if ups, ok := strings.CutSuffix(strings.TrimPrefix(topic, energyPrefix), "/energy"); ok && strings.HasPrefix(topic, energyPrefix) {
+			var e struct {
+				KWh float64 `json:"energy_kwh"`
+			}
+			if json.Unmarshal(payload, &e) == nil && e.KWh >= 0 {
+				energy[ups] = e.KWh
+			}
+			return
+		}
+		if rc, ok := d.owned(payload); ok {
+			configs[topic] = rc
+		}
+	}})
+	if err != nil {
+		return fmt.Errorf("hass scan: %w", err)
+	}
+	defer func() {
+		dctx, c := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer c()
+		_ = cm.Disconnect(dctx)
+	}()
+	if err := cm.AwaitConnection(ctx); err != nil {
+		return fmt.Errorf("hass scan: connect: %w", err)
+	}
+	dp := d.o.HASS.DiscoveryPrefix
+	if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: dp + "/+/+/config", QoS: 1},
+		{Topic: energyPrefix + "+/energy", QoS: 1},
+		{Topic: d.scanTopic(), QoS: 1},
+	}}); err != nil {
+		return fmt.Errorf("hass scan: subscribe under %s: %w", dp, err)
+	}
+	// Retained messages are queued to us on subscribe, before anything
+	// published after the SUBACK; our own marker coming back means they
+	// have all arrived. The timeout covers brokers that reorder.
+	if _, err := cm.Publish(ctx, &paho.Publish{Topic: d.scanTopic(), Payload: []byte(marker), QoS: 1}); err != nil {
+		return fmt.Errorf("hass scan: publish marker: %w", err)
+	}
+	select {
+	case <-synced:
+	case <-ctx.Done():
+		return fmt.Errorf("hass scan: marker not seen within %s", d.o.ScanTimeout)
+	}
+	mu.Lock()
+	closed = true
+	d.mu.Lock()
+	d.stale, d.scanned = configs, true
+	for k, v := range energy {
+		d.baseline[k] = v
+	}
+	d.mu.Unlock()
+	mu.Unlock()
+	// Tell the sink (subscribed to the same topic) that the list is ready.
+	pctx, c := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer c()
+	if _, err := cm.Publish(pctx, &paho.Publish{Topic: d.scanTopic(), Payload: []byte("done"), QoS: 1}); err != nil {
+		d.log.Warn("hass scan: publish done notice", "err", err)
+	}
+	d.log.Debug("scan of retained discovery configs done", "ours", len(configs), "energy_counters", len(energy))
+	return nil
+}
+
+// owned parses a retained config and reports whether it belongs to this
+// bridge: its device is the bridge device or a device via it. Exact
+// matches only, so bridge "home" never claims bridge "home_2"'s configs.
+func (d *Discovery) owned(payload []byte) (retainedConfig, bool) {
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(payload, &raw) != nil {
+		return retainedConfig{}, false
+	}
+	pick := func(keys ...string) json.RawMessage {
+		for _, k := range keys {
+			if v, ok := raw[k]; ok {
+				return v
+			}
+		}
+		return nil
+	}
+	var dev map[string]json.RawMessage
+	if json.Unmarshal(pick("device", "dev"), &dev) != nil {
+		return retainedConfig{}, false
+	}
+	var ids []string
+	if v, ok := dev["identifiers"]; ok || dev["ids"] != nil {
+		if !ok {
+			v = dev["ids"]
+		}
+		if json.Unmarshal(v, &ids) != nil {
+			var one string
+			if json.Unmarshal(v, &one) == nil {
+				ids = []string{one}
+			}
+		}
+	}
+	var via string
+	_ = json.Unmarshal(dev["via_device"], &via)
+	bridgeDev := hass.BridgeDeviceID(d.o.HASS.BridgeID)
+	if len(ids) == 0 || (via != bridgeDev && ids[0] != bridgeDev) {
+		return retainedConfig{}, false
+	}
+	rc := retainedConfig{device: ids[0]}
+	_ = json.Unmarshal(pick("unique_id", "uniq_id"), &rc.uniqueID)
+	var cmps map[string]map[string]any
+	if json.Unmarshal(pick("components", "cmps"), &cmps) == nil && len(cmps) > 0 {
+		rc.components = map[string]string{}
+		for id, c := range cmps {
+			p, _ := c["platform"].(string)
+			if p == "" {
+				p, _ = c["p"].(string)
+			}
+			if len(c) > 1 {
+				rc.components[id] = p
+			}
+		}
+	}
+	return rc, true
+}
