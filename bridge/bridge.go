@@ -69,6 +69,7 @@ type upsEntry struct {
 	seq      uint64
 	lastEmit time.Time
 	last     *State
+	fsd      bool // forced shutdown latched by the primary (primary.go)
 }
 
 // IDPattern is what UPS, source and bridge ids must match: they become MQTT
@@ -241,6 +242,7 @@ func (b *Bridge) emit(e *upsEntry, now time.Time, evs []Event, publish bool) {
 		return
 	}
 	st := e.tracker.State()
+	e.decorate(&st)
 	e.seq++
 	st.Seq = e.seq
 	e.lastEmit = now

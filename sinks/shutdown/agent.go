@@ -53,6 +53,7 @@ type Agent struct {
 	lastPayload []byte
 	lastSnap    Snapshot
 	lastPub     time.Time
+	lastAction  string
 }
 
 type pubMsg struct {
@@ -73,6 +74,8 @@ type AgentState struct {
 	Supplies      []SupplyStatus `json:"supplies"`
 	DryRun        bool           `json:"dry_run"`
 	OutageStartTS string         `json:"outage_start,omitempty"`
+	// LastAction describes the agent's last decision ("stage shed-load started").
+	LastAction string `json:"last_action,omitempty"`
 }
 
 // AgentEvent is the JSON published on <prefix>/agent/<id>/event.
@@ -183,6 +186,15 @@ func (a *Agent) step(ctx context.Context, now time.Time) {
 func (a *Agent) do(ctx context.Context, act Action, now time.Time) {
 	if a.opts.OnDecision != nil {
 		a.opts.OnDecision(act, now)
+	}
+	if act.Kind != ActWarn {
+		last := act.Kind.String()
+		if act.Stage != "" {
+			last += " " + act.Stage
+		}
+		a.mu.Lock()
+		a.lastAction = last + ": " + act.Reason
+		a.mu.Unlock()
 	}
 	switch act.Kind {
 	case ActWarn:
@@ -308,13 +320,13 @@ func (a *Agent) publishState(ctx context.Context, now time.Time, force bool) {
 	cmp.NextStageIn = nil
 	prev := a.lastSnap
 	prev.NextStageIn = nil
-	due := force || !reflect.DeepEqual(cmp, prev) || now.Sub(a.lastPub) >= a.opts.Heartbeat
+	due := force || !reflect.DeepEqual(cmp, prev) || now.Sub(a.lastPub) >= a.opts.Heartbeat || a.lastPayload == nil
 	if !due {
 		a.mu.Unlock()
 		return
 	}
 	a.lastSnap, a.lastPub = sn, now
-	st := AgentState{Agent: a.opts.ID, TS: bridge.FormatTime(now), Status: sn.Status, Stage: sn.Stage, NextStage: sn.NextStage, Supplies: sn.Supplies, DryRun: a.opts.DryRun}
+	st := AgentState{Agent: a.opts.ID, TS: bridge.FormatTime(now), Status: sn.Status, Stage: sn.Stage, NextStage: sn.NextStage, Supplies: sn.Supplies, DryRun: a.opts.DryRun, LastAction: a.lastAction}
 	if st.Supplies == nil {
 		st.Supplies = []SupplyStatus{}
 	}

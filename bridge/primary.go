@@ -1,0 +1,73 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SetFSD latches forced shutdown on a UPS, as NUT's primary does with its
+// FSD command: from now on the published status carries FSD and the state
+// is critical, an FSD event goes to every sink, and a source that can
+// (ForcedShutdowner) tells the UPS's server too, so its other clients shut
+// down. The latch is released once the UPS is back on mains and no longer
+// critical by itself, so that hosts restarting after the outage do not see
+// FSD again. Calling it again while latched does nothing.
+func (b *Bridge) SetFSD(ctx context.Context, ups string) error {
+	b.mu.Lock()
+	e := b.upss[ups]
+	if e == nil {
+		b.mu.Unlock()
+		return fmt.Errorf("set FSD: %w %q", ErrUnknownUPS, ups)
+	}
+	if e.fsd {
+		b.mu.Unlock()
+		return nil
+	}
+	e.fsd = true
+	now := time.Now()
+	ev := NewEvent(ups, now, EventFSD, "")
+	st := e.tracker.State()
+	e.decorate(&st)
+	ev.Status = st.Status.Raw
+	b.emit(e, now, []Event{ev}, true)
+	owner := e.owner
+	b.mu.Unlock()
+	b.log.Warn("forced shutdown set as primary", "ups", ups)
+	if fs, ok := owner.(ForcedShutdowner); ok {
+		if err := fs.SetFSD(ctx, ups); err != nil {
+			return fmt.Errorf("set FSD on %q at its source: %w", ups, err)
+		}
+	}
+	return nil
+}
+
+// FSDLatched reports whether SetFSD latched forced shutdown on the UPS.
+func (b *Bridge) FSDLatched(ups string) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	e := b.upss[ups]
+	return e != nil && e.fsd
+}
+
+// decorate adds the latched FSD to a state about to be published, or
+// releases the latch when mains is back. Called with b.mu held.
+func (e *upsEntry) decorate(st *State) {
+	if !e.fsd {
+		return
+	}
+	if !st.Critical && st.Status.Has(OL) && !st.Status.Has(OB) {
+		e.fsd = false
+		return
+	}
+	st.Critical = true
+	if st.Status.Has(FSD) {
+		return
+	}
+	s := st.Status
+	s.Flags |= Flags(FSD)
+	s.Tokens = append(append([]string(nil), s.Tokens...), FSD.String())
+	s.Raw = strings.TrimSpace(s.Raw + " FSD")
+	st.Status = s
+}
