@@ -51,3 +51,25 @@ func listenBlackhole(t *testing.T, port int) (net.Listener, error) {
 	})
 	return ln, nil
 }
+
+// upsdScript sends requests in order on one connection and returns the
+// answer to the last.
+func upsdScript(addr string, reqs ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	var l string
+	for _, r := range reqs {
+		if _, err := fmt.Fprintf(c, "%s\n", r); err != nil {
+			return "", err
+		}
+		if l, err = br.ReadString('\n'); err != nil {
+			return "", err
+		}
+	}
+	return strings.TrimRight(l, "\r\n"), nil
+}
