@@ -108,6 +108,7 @@ type supply struct {
 	r        srcmqtt.Reading
 	lastGood time.Time // local time the last fresh, advancing state arrived
 	upsOn    bool      // UPS availability (true until told otherwise)
+	lostAt   time.Time // when the UPS availability went offline
 	offSince time.Time
 	warned   string // the warning last given, to give each once
 }
@@ -119,6 +120,7 @@ type Policy struct {
 	supplies  []*supply
 	byUPS     map[string]*supply
 	connected bool
+	connLost  time.Time // when the broker connection went down
 	bridges   map[string]bool
 	prog      Progress
 	changed   bool // progress changed since the last TakeProgress
@@ -148,11 +150,17 @@ func (p *Policy) Stages() []Stage { return p.cfg.Stages }
 func (p *Policy) Observe(n srcmqtt.News) []Action {
 	switch n.Kind {
 	case srcmqtt.KindConnection:
+		if !n.Online && p.connected {
+			p.connLost = n.At
+		}
 		p.connected = n.Online
 	case srcmqtt.KindBridgeAvailability:
 		p.bridges[n.Bridge] = n.Online
 	case srcmqtt.KindUPSAvailability:
 		if s := p.byUPS[n.UPS]; s != nil {
+			if !n.Online && s.upsOn {
+				s.lostAt = n.At
+			}
 			s.upsOn = n.Online
 		}
 	case srcmqtt.KindState:
@@ -202,10 +210,25 @@ func (p *Policy) critical(s *supply, now time.Time) (bool, string) {
 		return true, "critical according to the bridge"
 	case !s.offSince.IsZero() && now.Sub(s.offSince) > OffDuration:
 		return true, "off for more than " + OffDuration.String()
-	case r.OnBattery && now.Sub(s.lastGood) > p.cfg.DeadTime:
-		return true, fmt.Sprintf("no news for %s while last seen on battery (dead_time %s)", now.Sub(s.lastGood).Round(time.Second), p.cfg.DeadTime)
+	case r.OnBattery && now.Sub(p.deadFrom(s)) > p.cfg.DeadTime:
+		return true, fmt.Sprintf("no news for %s while last seen on battery (dead_time %s)", now.Sub(p.deadFrom(s)).Round(time.Second), p.cfg.DeadTime)
 	}
 	return false, ""
+}
+
+// deadFrom is when communication with a supply counts as lost: the last
+// fresh state, or later, the moment the loss was noticed (broker connection
+// or UPS availability), so a host never shuts down sooner than dead_time
+// after a loss it saw.
+func (p *Policy) deadFrom(s *supply) time.Time {
+	t := s.lastGood
+	if !p.connected && p.connLost.After(t) {
+		t = p.connLost
+	}
+	if !s.upsOn && s.lostAt.After(t) {
+		t = s.lostAt
+	}
+	return t
 }
 
 // current reports whether news of a supply is current at now.
@@ -489,7 +512,7 @@ func (p *Policy) NextDeadline(now time.Time) time.Time {
 	}
 	for _, s := range p.supplies {
 		if s.have && s.r.OnBattery {
-			consider(s.lastGood.Add(p.cfg.DeadTime + time.Millisecond))
+			consider(p.deadFrom(s).Add(p.cfg.DeadTime + time.Millisecond))
 		}
 		if !s.offSince.IsZero() {
 			consider(s.offSince.Add(OffDuration + time.Millisecond))

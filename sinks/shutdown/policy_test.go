@@ -284,11 +284,18 @@ func TestPolicy(t *testing.T) {
 			want:  nil,
 		},
 		{
-			name: "UPS availability offline on battery: dead time after the last state",
+			name: "UPS availability offline on battery: dead time after the loss was seen",
 			steps: cat(every(0, 20*time.Second, 5*time.Second, onBatt(90)),
 				[]step{{at: 20 * time.Second, news: []srcmqtt.News{avail("ups1", false)}}}),
 			until: time.Minute,
-			want:  []string{"run:sync-disks@30s", "POWEROFF@35s"},
+			want:  []string{"run:sync-disks@35s", "POWEROFF@40s"},
+		},
+		{
+			name: "broker connection lost on battery: dead time after the loss was seen",
+			steps: cat(every(0, 20*time.Second, 5*time.Second, onBatt(90)),
+				[]step{{at: 18 * time.Second, news: []srcmqtt.News{conn(false)}}}),
+			until: time.Minute,
+			want:  []string{"run:sync-disks@33s", "POWEROFF@38s"},
 		},
 		{
 			name: "two supplies, min_supplies 1: one on battery is no outage, both critical is",

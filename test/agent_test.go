@@ -1,0 +1,431 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/bridge/signing"
+	"github.com/upsbridge/upsbridge/sinks/shutdown"
+	"github.com/upsbridge/upsbridge/test/harness"
+)
+
+// agentRig is a real mosquitto, a scripted "bridge" publishing state
+// payloads from the test, and recording scripts for stage, undo and
+// poweroff commands (tests never power the machine off).
+type agentRig struct {
+	t      *testing.T
+	mq     *harness.Mosquitto
+	dir    string
+	record string // file the scripts append "<name> <unix seconds>" to
+	pub    *autopaho.ConnectionManager
+	seq    uint64
+	signer *signing.Signer
+}
+
+func newAgentRig(t *testing.T) *agentRig {
+	t.Helper()
+	r := &agentRig{t: t, mq: harness.StartMosquitto(t), dir: t.TempDir()}
+	r.record = filepath.Join(r.dir, "record.txt")
+	script := "#!/bin/sh\necho \"$1 $(date +%s.%N)\" >> " + r.record + "\n"
+	if err := os.WriteFile(filepath.Join(r.dir, "rec.sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.connect()
+	return r
+}
+
+func (r *agentRig) connect() {
+	u, _ := url.Parse(r.mq.URL())
+	ctx, cancel := context.WithCancel(context.Background())
+	r.t.Cleanup(cancel)
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, KeepAlive: 10, CleanStartOnInitialConnection: true,
+		ReconnectBackoff: autopaho.NewConstantBackoff(100 * time.Millisecond),
+		ClientConfig:     paho.ClientConfig{ClientID: fmt.Sprintf("fake-bridge-%d", time.Now().UnixNano())},
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	actx, c := context.WithTimeout(ctx, 10*time.Second)
+	defer c()
+	if err := cm.AwaitConnection(actx); err != nil {
+		r.t.Fatal(err)
+	}
+	r.pub = cm
+}
+
+func (r *agentRig) rec(name string) []string { return []string{filepath.Join(r.dir, "rec.sh"), name} }
+
+func recJSON(v []string) string { b, _ := json.Marshal(v); return string(b) }
+
+// agentYAML is an agent config with recording commands.
+func (r *agentRig) agentYAML(extra string) string {
+	return fmt.Sprintf(`log: {level: debug}
+mqtt: {url: %q, topic_prefix: ub}
+hass: {enabled: false}
+agent:
+  id: host1
+  supplies: [{ups: ups1, power_value: 1}]
+  poweroff: command
+  shutdown_command: %s
+  state_file: %s
+%s`, r.mq.URL(), recJSON(r.rec("POWEROFF")), filepath.Join(r.dir, "agent.json"), extra)
+}
+
+// state publishes a retained state of ups1 with the given status and ts.
+func (r *agentRig) state(status string, ts time.Time, charge int) {
+	r.t.Helper()
+	r.seq++
+	st := &bridge.State{UPS: "ups1", Time: ts, Seq: r.seq, Status: bridge.ParseStatus(status),
+		Vars: bridge.Vars{"ups.status": status, "battery.charge": strconv.Itoa(charge), "battery.runtime": "1200"}, Comm: true}
+	st.Critical = st.Status.Has(bridge.FSD) || (st.OnBattery() && st.LowBattery())
+	p := bridge.NewStatePayload(st)
+	if r.signer != nil {
+		if err := r.signer.SignState(&p); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	data, _ := json.Marshal(p)
+	r.raw(data)
+}
+
+func (r *agentRig) raw(data []byte) {
+	r.t.Helper()
+	ctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+	defer c()
+	if _, err := r.pub.Publish(ctx, &paho.Publish{Topic: "ub/ups/ups1/state", Payload: data, Retain: true, QoS: 1}); err != nil {
+		r.t.Logf("publish: %v", err)
+	}
+}
+
+// feed publishes status every interval until stop is closed.
+func (r *agentRig) feed(status string, interval time.Duration, stop <-chan struct{}) {
+	tk := time.NewTicker(interval)
+	defer tk.Stop()
+	for {
+		r.state(status, time.Now(), 90)
+		select {
+		case <-stop:
+			return
+		case <-tk.C:
+		}
+	}
+}
+
+type recLine struct {
+	name string
+	at   time.Time
+}
+
+func (r *agentRig) records() []recLine {
+	data, _ := os.ReadFile(r.record)
+	var out []recLine
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		name, ts, ok := strings.Cut(l, " ")
+		if !ok {
+			continue
+		}
+		f, _ := strconv.ParseFloat(ts, 64)
+		out = append(out, recLine{name, time.Unix(0, int64(f*1e9))})
+	}
+	return out
+}
+
+func names(rs []recLine) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.name)
+	}
+	return out
+}
+
+// waitRecords waits until the record file holds n lines.
+func (r *agentRig) waitRecords(n int, timeout time.Duration) []recLine {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		rs := r.records()
+		if len(rs) >= n {
+			return rs
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("timed out after %s waiting for %d recorded command(s); have %q", timeout, n, names(rs))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func agentStatus(payload string) string {
+	var st shutdown.AgentState
+	if json.Unmarshal([]byte(payload), &st) != nil {
+		return payload
+	}
+	return st.Status
+}
+
+const stagesYAML = `  final_delay: 500ms
+  dead_time: 3s
+  stages:
+    - {name: shed, on_battery_for: 1s, run: %s, undo: %s}
+    - {name: shed2, on_battery_for: 2s, run: %s, undo: %s}
+    - {name: off, on_battery_for: 30s, action: poweroff}
+`
+
+func (r *agentRig) stages() string {
+	return fmt.Sprintf(stagesYAML, recJSON(r.rec("shed")), recJSON(r.rec("undo-shed")), recJSON(r.rec("shed2")), recJSON(r.rec("undo-shed2")))
+}
+
+func TestAgentMainsReturnCancelsAndUndoes(t *testing.T) {
+	r := newAgentRig(t)
+	sub := harness.Subscribe(t, r.mq.URL(), "ub/agent/#")
+	harness.StartBridge(t, r.agentYAML(r.stages()))
+	sub.WaitPayload("ub/agent/host1/state", 15*time.Second, func(p string) bool { return agentStatus(p) == "idle" })
+	stop := make(chan struct{})
+	go r.feed("OB DISCHRG", 200*time.Millisecond, stop)
+	r.waitRecords(2, 10*time.Second)
+	close(stop)
+	time.Sleep(100 * time.Millisecond)
+	r.state("OL CHRG", time.Now(), 80)
+	rs := r.waitRecords(4, 10*time.Second)
+	if got := names(rs); strings.Join(got, ",") != "shed,shed2,undo-shed2,undo-shed" {
+		t.Fatalf("commands ran %q, want shed, shed2, then undo in reverse", got)
+	}
+	sub.WaitPayload("ub/agent/host1/state", 5*time.Second, func(p string) bool { return agentStatus(p) == "idle" })
+	time.Sleep(500 * time.Millisecond)
+	if n := len(r.records()); n != 4 {
+		t.Fatalf("%d commands ran, want 4 (no poweroff): %q", n, names(r.records()))
+	}
+	sub.WaitPayload("ub/agent/host1/event", 2*time.Second, func(p string) bool { return strings.Contains(p, `"type":"UNDO"`) })
+}
+
+func TestAgentBrokerKilledMidOutage(t *testing.T) {
+	r := newAgentRig(t)
+	sub := harness.Subscribe(t, r.mq.URL(), "ub/agent/#")
+	harness.StartBridge(t, r.agentYAML(`  final_delay: 0s
+  dead_time: 3s
+  stages: [{name: off, on_battery_for: 1h, action: poweroff}]
+`))
+	sub.WaitPayload("ub/agent/host1/state", 15*time.Second, func(p string) bool { return agentStatus(p) == "idle" })
+	stop := make(chan struct{})
+	go r.feed("OB DISCHRG", 200*time.Millisecond, stop)
+	sub.WaitPayload("ub/agent/host1/state", 5*time.Second, func(p string) bool { return agentStatus(p) == "on_battery" })
+	time.Sleep(time.Second)
+	close(stop)
+	killed := time.Now()
+	r.mq.Stop()
+	rs := r.waitRecords(1, 10*time.Second)
+	delay := rs[0].at.Sub(killed)
+	t.Logf("poweroff %s after the broker was killed (dead_time 3s, states every 200ms)", delay.Round(time.Millisecond))
+	// Counted from the moment the agent saw its connection die.
+	if delay < 3*time.Second {
+		t.Fatalf("powered off %s after the broker died: before dead_time", delay)
+	}
+	if names(rs)[0] != "POWEROFF" {
+		t.Fatalf("ran %q", names(rs))
+	}
+}
+
+func TestAgentStaleRetainedFSDDoesNothing(t *testing.T) {
+	r := newAgentRig(t)
+	r.state("OB LB FSD", time.Now().Add(-10*time.Minute), 5)
+	sub := harness.Subscribe(t, r.mq.URL(), "ub/agent/#")
+	p := harness.StartBridge(t, r.agentYAML(r.stages()))
+	sub.WaitPayload("ub/agent/host1/state", 15*time.Second, func(p string) bool { return agentStatus(p) == "idle" })
+	time.Sleep(4 * time.Second) // longer than dead_time: nothing may happen
+	if rs := r.records(); len(rs) != 0 {
+		t.Fatalf("a stale retained FSD ran %q", names(rs))
+	}
+	if !strings.Contains(p.Output.String(), "ignored") {
+		t.Fatalf("the stale state was not reported:\n%s", p.Output.String())
+	}
+}
+
+func TestAgentRequireSignedRejectsForgedAndReplayed(t *testing.T) {
+	r := newAgentRig(t)
+	pub, priv, _ := signing.GenerateKey()
+	pem, _ := signing.EncodePublicKey(pub)
+	keyFile := filepath.Join(r.dir, "bridge.pub")
+	if err := os.WriteFile(keyFile, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := harness.Subscribe(t, r.mq.URL(), "ub/agent/#")
+	proc := harness.StartBridge(t, r.agentYAML(fmt.Sprintf("  final_delay: 0s\n  require_signed: true\n  public_key_file: %s\n  stages: [{name: off, on_battery_for: 1h, action: poweroff}]\n", keyFile)))
+	sub.WaitPayload("ub/agent/host1/state", 15*time.Second, func(p string) bool { return agentStatus(p) == "idle" })
+
+	// An older signed FSD, kept for the replay.
+	r.signer = signing.NewSigner(priv)
+	old := time.Now()
+	oldFSD := signedPayload(t, r.signer, "OB LB FSD", old, 1)
+	// Unsigned FSD.
+	r.signer = nil
+	r.state("OB LB FSD", time.Now(), 5)
+	// Forged: signed OL, then changed to FSD.
+	good := signedPayload(t, signing.NewSigner(priv), "OL", time.Now(), 2)
+	r.raw([]byte(strings.Replace(string(good), `"status":"OL"`, `"status":"OB LB FSD"`, 1)))
+	// Signed with another key.
+	_, other, _ := signing.GenerateKey()
+	r.raw(signedPayload(t, signing.NewSigner(other), "OB LB FSD", time.Now(), 3))
+	// A newer genuine OL, then the replay of the older FSD.
+	time.Sleep(10 * time.Millisecond)
+	r.raw(signedPayload(t, signing.NewSigner(priv), "OL", time.Now(), 4))
+	r.raw(oldFSD)
+	waitOutput(t, proc, "replay protection", 5*time.Second)
+	time.Sleep(time.Second)
+	if rs := r.records(); len(rs) != 0 {
+		t.Fatalf("a forged or replayed FSD ran %q\n%s", names(rs), proc.Output.String())
+	}
+	for _, want := range []string{"payload is not signed", "signature does not verify"} {
+		if !strings.Contains(proc.Output.String(), want) {
+			t.Errorf("no %q rejection logged", want)
+		}
+	}
+	// Positive control: a genuine, fresh FSD powers off.
+	r.raw(signedPayload(t, signing.NewSigner(priv), "OB LB FSD", time.Now(), 5))
+	if rs := r.waitRecords(1, 5*time.Second); names(rs)[0] != "POWEROFF" {
+		t.Fatalf("ran %q", names(rs))
+	}
+}
+
+func signedPayload(t *testing.T, s *signing.Signer, status string, ts time.Time, seq uint64) []byte {
+	t.Helper()
+	st := &bridge.State{UPS: "ups1", Time: ts, Seq: seq, Status: bridge.ParseStatus(status), Vars: bridge.Vars{"ups.status": status}, Comm: true}
+	st.Critical = st.Status.Has(bridge.FSD)
+	p := bridge.NewStatePayload(st)
+	if err := s.SignState(&p); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(p)
+	return data
+}
+
+func waitOutput(t *testing.T, p *harness.Process, s string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(p.Output.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %q in the output:\n%s", s, p.Output.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAgentRestartMidOutageResumes(t *testing.T) {
+	r := newAgentRig(t)
+	sub := harness.Subscribe(t, r.mq.URL(), "ub/agent/#")
+	cfg := r.agentYAML(r.stages())
+	p := harness.StartBridge(t, cfg)
+	sub.WaitPayload("ub/agent/host1/state", 15*time.Second, func(p string) bool { return agentStatus(p) == "idle" })
+	stop := make(chan struct{})
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+	}()
+	go r.feed("OB DISCHRG", 200*time.Millisecond, stop)
+	r.waitRecords(1, 10*time.Second)
+	p.Kill() // SIGKILL mid-outage, after stage shed
+	harness.StartBridge(t, cfg)
+	r.waitRecords(2, 10*time.Second)
+	close(stop)
+	time.Sleep(100 * time.Millisecond)
+	r.state("OL", time.Now(), 90)
+	rs := r.waitRecords(4, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if got := strings.Join(names(r.records()), ","); got != "shed,shed2,undo-shed2,undo-shed" {
+		t.Fatalf("commands ran %q, want each stage once and the undos after the restart (%s)", got, names(rs))
+	}
+}
+
+// TestAgentStagesInOrderWithSim runs a real bridge with the simulated UPS
+// (outage at 1 simulated minute, time_scale 60) and an agent in another
+// process: stages fire in order at their times, within one poll interval.
+func TestAgentStagesInOrderWithSim(t *testing.T) {
+	r := newAgentRig(t)
+	sub := harness.Subscribe(t, r.mq.URL(), "ub/ups/sim1/state", "ub/agent/#")
+	harness.StartBridge(t, fmt.Sprintf(`mqtt: {url: %q, topic_prefix: ub}
+hass: {enabled: false}
+bridge: {id: b1, state_dir: %s}
+sources: [{id: sim1, type: sim, scenario: outage, time_scale: 60, poll_interval: 200ms}]
+`, r.mq.URL(), filepath.Join(r.dir, "bridge")))
+	harness.StartBridge(t, strings.Replace(r.agentYAML(fmt.Sprintf(`  final_delay: 500ms
+  stages:
+    - {name: shed, on_battery_for: 2s, run: %s}
+    - {name: shed2, on_battery_for: 4s, run: %s}
+    - {name: off, on_battery_for: 6s, run: %s, action: poweroff}
+`, recJSON(r.rec("shed")), recJSON(r.rec("shed2")), recJSON(r.rec("off")))), "ups: ups1", "ups: sim1", 1))
+	ob := sub.WaitPayload("ub/ups/sim1/state", 20*time.Second, func(p string) bool { return strings.Contains(p, `"on_battery":true`) })
+	rs := r.waitRecords(4, 20*time.Second)
+	want := []struct {
+		name string
+		at   time.Duration
+	}{{"shed", 2 * time.Second}, {"shed2", 4 * time.Second}, {"off", 6 * time.Second}, {"POWEROFF", 6500 * time.Millisecond}}
+	for i, w := range want {
+		got := rs[i].at.Sub(ob.At)
+		t.Logf("%s at +%s (want +%s)", rs[i].name, got.Round(time.Millisecond), w.at)
+		if rs[i].name != w.name || got < w.at-300*time.Millisecond || got > w.at+500*time.Millisecond {
+			t.Errorf("record %d: %s at +%s, want %s at +%s (± one poll interval and process start)", i, rs[i].name, got, w.name, w.at)
+		}
+	}
+}
+
+// TestPrimaryWaitsForAgentsBeforeKillPower: the simulated UPS reaches LB;
+// the bridge latches FSD, waits until the agent fed by it is shutting_down,
+// and only then calls shutdown.return (the simulated UPS logs it).
+func TestPrimaryWaitsForAgentsBeforeKillPower(t *testing.T) {
+	r := newAgentRig(t)
+	sub := harness.Subscribe(t, r.mq.URL(), "ub/ups/sim1/#", "ub/agent/#")
+	// The agent powers off only on critical (its stage time is far away),
+	// so it must learn FSD/LB from the bridge.
+	harness.StartBridge(t, strings.Replace(r.agentYAML(`  final_delay: 1s
+  stages: [{name: off, on_battery_for: 1h, action: poweroff}]
+`), "ups: ups1", "ups: sim1", 1))
+	sub.WaitPayload("ub/agent/host1/state", 15*time.Second, func(p string) bool { return agentStatus(p) == "idle" })
+	br := harness.StartBridge(t, fmt.Sprintf(`mqtt: {url: %q, topic_prefix: ub}
+hass: {enabled: false}
+bridge: {id: b1, state_dir: %s, primary: {host_sync: 20s, kill_power: true}}
+sources: [{id: sim1, type: sim, scenario: outage, time_scale: 240, poll_interval: 100ms}]
+`, r.mq.URL(), filepath.Join(r.dir, "bridge")))
+	sub.WaitPayload("ub/ups/sim1/state", 20*time.Second, func(p string) bool { return strings.Contains(p, `"FSD"`) })
+	sd := sub.WaitPayload("ub/agent/host1/state", 10*time.Second, func(p string) bool { return agentStatus(p) == "shutting_down" })
+	waitOutput(t, br, "simulated instant command", 10*time.Second)
+	var killAt time.Time
+	for _, l := range strings.Split(br.Output.String(), "\n") {
+		if strings.Contains(l, "simulated instant command") && strings.Contains(l, "shutdown.return") {
+			var rec struct {
+				Time time.Time `json:"time"`
+			}
+			if err := json.Unmarshal([]byte(l), &rec); err == nil {
+				killAt = rec.Time
+			}
+		}
+	}
+	if killAt.IsZero() {
+		t.Fatalf("no shutdown.return in the bridge's log:\n%s", br.Output.String())
+	}
+	t.Logf("agent shutting_down seen at %s, shutdown.return at %s", sd.At.Format("15:04:05.000"), killAt.Format("15:04:05.000"))
+	if killAt.Before(sd.At.Add(-50 * time.Millisecond)) {
+		t.Fatalf("kill_power at %s before the agent was shutting_down at %s", killAt, sd.At)
+	}
+	if killAt.After(sd.At.Add(5 * time.Second)) {
+		t.Fatalf("kill_power at %s: the primary kept waiting after the agent was shutting_down at %s", killAt, sd.At)
+	}
+	r.waitRecords(1, 5*time.Second)
+	evs := eventTypes(sub.Messages(), "ub/ups/sim1/event")
+	if !strings.Contains(strings.Join(evs, ","), "FSD") {
+		t.Fatalf("no FSD event: %q", evs)
+	}
+}
