@@ -49,6 +49,7 @@ type Sink struct {
 	seq     atomic.Int64
 	sp      *spool.Spool
 	refused bool           // a refusal was reported and not yet cleared
+	stale   bool           // the decoded head must be read again
 	done    map[int64]bool // delivered out of order (blip partners), not yet acknowledged
 }
 
@@ -263,19 +264,28 @@ func (s *Sink) peek() ([]record, error) {
 func (s *Sink) deliver(ctx context.Context) {
 	attempt := 0
 	single := false // after a digest was rejected: send one by one
+	// recs is the decoded head of the disk queue, kept between sends so
+	// that a long queue is not decoded again for every message; it is
+	// re-read when new work arrived or it runs low.
+	var recs []record
 	for ctx.Err() == nil {
-		recs, err := s.peek()
-		if errors.Is(err, spool.ErrEmpty) {
-			s.wait(ctx, time.Time{}, true)
-			continue
-		}
-		if err != nil {
-			s.log.Error("notifier cannot read its queue", "err", err)
-			s.wait(ctx, time.Now().Add(s.c.RetryMax), false)
-			continue
+		if len(recs) == 0 || s.stale || (len(recs) < peekBatch/2 && s.sp.Len() > len(recs)) {
+			var err error
+			recs, err = s.peek()
+			s.stale = false
+			if errors.Is(err, spool.ErrEmpty) {
+				s.wait(ctx, time.Time{}, true)
+				continue
+			}
+			if err != nil {
+				s.log.Error("notifier cannot read its queue", "err", err)
+				s.wait(ctx, time.Now().Add(s.c.RetryMax), false)
+				continue
+			}
 		}
 		if recs[0].Seq == -1 {
 			_ = s.sp.Ack()
+			recs = recs[1:]
 			continue
 		}
 		now := time.Now()
@@ -295,7 +305,7 @@ func (s *Sink) deliver(ctx context.Context) {
 			m = s.render.render(pick(recs, units[0]))
 		}
 		s.lim.take(now)
-		err = s.attempt(ctx, m)
+		err := s.attempt(ctx, m)
 		if ctx.Err() != nil {
 			return
 		}
@@ -308,7 +318,7 @@ func (s *Sink) deliver(ctx context.Context) {
 				s.log.Info("notification delivered after retries", "attempts", attempt+1)
 			}
 			attempt, single = 0, false
-			s.delivered(recs, m)
+			recs = recs[s.delivered(recs, m):]
 			continue
 		}
 		kind, hint := classify(err)
@@ -330,13 +340,13 @@ func (s *Sink) deliver(ctx context.Context) {
 			}
 			s.log.Error("notification rejected by the service and dropped", "event", m.Event, "ups", m.UPS, "err", err)
 			attempt = 0
-			s.delivered(recs, m)
+			recs = recs[s.delivered(recs, m):]
 		default:
 			attempt++
 			if s.c.MaxAttempts > 0 && attempt >= s.c.MaxAttempts {
 				s.log.Error("notification dropped after failed attempts", "attempts", attempt, "event", m.Event, "ups", m.UPS, "err", err)
 				attempt = 0
-				s.delivered(recs, m)
+				recs = recs[s.delivered(recs, m):]
 				continue
 			}
 			d := bridge.Backoff(attempt-1, s.c.RetryMin, s.c.RetryMax, rand.Float64)
@@ -398,7 +408,7 @@ func (s *Sink) attempt(ctx context.Context, m message) (err error) {
 // delivered acknowledges m's records: the acknowledged prefix of the queue
 // is removed; records delivered ahead of their turn (blip partners) are
 // remembered in a small file so a restart does not send them again.
-func (s *Sink) delivered(recs []record, m message) {
+func (s *Sink) delivered(recs []record, m message) int {
 	for _, r := range m.Records {
 		s.done[r.Seq] = true
 	}
@@ -409,8 +419,10 @@ func (s *Sink) delivered(recs []record, m message) {
 	}
 	if err := s.sp.AckN(n); err != nil {
 		s.log.Error("notifier cannot acknowledge delivered messages; they may be sent again", "err", err)
+		s.stale = true
 	}
 	s.saveDone()
+	return n
 }
 
 func (s *Sink) donePath() string { return filepath.Join(s.dir, "delivered.json") }
@@ -467,6 +479,7 @@ func (s *Sink) wait(ctx context.Context, t time.Time, onWork bool) {
 	case <-ctx.Done():
 	case <-tc:
 	case <-work:
+		s.stale = true
 	}
 }
 
