@@ -25,7 +25,7 @@ import (
 // payloads from the test, and recording scripts for stage, undo and
 // poweroff commands (tests never power the machine off).
 type agentRig struct {
-	t      *testing.T
+	t      testing.TB
 	mq     *harness.Mosquitto
 	dir    string
 	record string // file the scripts append "<name> <unix seconds>" to
@@ -34,7 +34,7 @@ type agentRig struct {
 	signer *signing.Signer
 }
 
-func newAgentRig(t *testing.T) *agentRig {
+func newAgentRig(t testing.TB) *agentRig {
 	t.Helper()
 	r := &agentRig{t: t, mq: harness.StartMosquitto(t), dir: t.TempDir()}
 	r.record = filepath.Join(r.dir, "record.txt")
