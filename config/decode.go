@@ -48,7 +48,15 @@ var (
 	durationType    = reflect.TypeOf(time.Duration(0))
 	typedType       = reflect.TypeOf(Typed{})
 	textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
+	rawDecoder      = reflect.TypeOf((*RawDecoder)(nil)).Elem()
 )
+
+// RawDecoder is implemented by config types that need the value as the YAML
+// parser produced it (a string, a number, a list) rather than as text: a
+// USB id must refuse the number that `0x051d` becomes in YAML.
+type RawDecoder interface {
+	DecodeRaw(raw any) error
+}
 
 // decoder fills a struct from a loaded map: only keys present change fields,
 // so defaults set in code stay. It reports every unknown key and every value
@@ -147,6 +155,12 @@ func (d *decoder) decodeValue(path string, raw any, v reflect.Value) {
 			return
 		}
 		v.SetInt(int64(dur))
+		return
+	}
+	if v.CanAddr() && v.Addr().Type().Implements(rawDecoder) {
+		if err := v.Addr().Interface().(RawDecoder).DecodeRaw(raw); err != nil {
+			d.fail(path, "%v", err)
+		}
 		return
 	}
 	if v.CanAddr() && v.Addr().Type().Implements(textUnmarshaler) {

@@ -34,6 +34,17 @@ func (h *HexID) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// DecodeRaw implements config.RawDecoder: YAML reads `0x051d` as the number
+// 1309 and `0764` as 764, so a number cannot be trusted to be the id the
+// user wrote; only strings are accepted.
+func (h *HexID) DecodeRaw(raw any) error {
+	s, ok := raw.(string)
+	if !ok {
+		return fmt.Errorf("must be a quoted hex USB id such as \"051d\" (YAML reads an unquoted %v as a number)", raw)
+	}
+	return h.UnmarshalText([]byte(s))
+}
+
 // MarshalText formats the id as 4 hex digits.
 func (h HexID) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
 
