@@ -124,6 +124,16 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.loop(ctx)
 
 	srcWG.Wait()
+	// Updates the sources sent before they stopped are still applied, so a
+	// reading that made it into the channel is never lost on shutdown.
+	for drained := false; !drained; {
+		select {
+		case u := <-b.in:
+			b.handle(u)
+		default:
+			drained = true
+		}
+	}
 	for _, se := range b.sinks {
 		se.queue.Close()
 	}
