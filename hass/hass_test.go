@@ -279,9 +279,16 @@ func TestCommandsPolicy(t *testing.T) {
 // the real dumps' state payloads and over broken ones: values conform, and
 // a missing or unparsable variable is None, never 0.
 func TestTemplates(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err == nil {
-		err = exec.Command(py, "-c", "import jinja2").Run()
+	// Debian's python3-jinja2 serves /usr/bin/python3; a python3 earlier on
+	// PATH (pyenv) may lack it, so try both.
+	var py string
+	var err error
+	for _, cand := range []string{"/usr/bin/python3", "python3"} {
+		if py, err = exec.LookPath(cand); err == nil {
+			if err = exec.Command(py, "-c", "import jinja2").Run(); err == nil {
+				break
+			}
+		}
 	}
 	if err != nil {
 		if os.Getenv("CI") == "true" {

@@ -16,7 +16,7 @@ command -v upsc >/dev/null || missing+=(nut-client)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v gcc >/dev/null || missing+=(gcc)
 # Home Assistant value templates are rendered with Jinja2, as HA does.
-python3 -c 'import jinja2' 2>/dev/null || missing+=(python3-jinja2)
+/usr/bin/python3 -c 'import jinja2' 2>/dev/null || python3 -c 'import jinja2' 2>/dev/null || missing+=(python3-jinja2)
 
 if ((${#missing[@]})); then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
