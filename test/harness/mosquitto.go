@@ -19,6 +19,10 @@ type Mosquitto struct {
 	dir  string
 	cmd  *exec.Cmd
 	done chan struct{}
+	// Persistent keeps sessions and retained messages across a graceful
+	// restart (StopGraceful then Start), as a broker with a persistence
+	// file does.
+	Persistent bool
 }
 
 // StartMosquitto starts mosquitto on a free loopback port; it is stopped
@@ -41,7 +45,12 @@ func (m *Mosquitto) URL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.Po
 func (m *Mosquitto) Start() {
 	m.t.Helper()
 	conf := filepath.Join(m.dir, "mosquitto.conf")
-	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n", m.Port)
+	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nlog_dest stderr\nlog_type error\n", m.Port)
+	if m.Persistent {
+		body += fmt.Sprintf("persistence true\npersistence_location %s/\n", m.dir)
+	} else {
+		body += "persistence false\n"
+	}
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		m.t.Fatal(err)
 	}
@@ -64,6 +73,32 @@ func (m *Mosquitto) Stop() {
 	_ = m.cmd.Process.Signal(syscall.SIGKILL)
 	<-m.done
 	m.cmd = nil
+}
+
+// StopGraceful stops the broker with SIGTERM, so a persistent one saves its
+// sessions, and waits for it to exit.
+func (m *Mosquitto) StopGraceful() {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.done:
+	case <-time.After(10 * time.Second):
+		_ = m.cmd.Process.Signal(syscall.SIGKILL)
+		<-m.done
+	}
+	m.cmd = nil
+}
+
+// StartPersistentMosquitto is StartMosquitto with persistence on.
+func StartPersistentMosquitto(t testing.TB) *Mosquitto {
+	t.Helper()
+	bin := NeedBinary(t, "mosquitto", "/usr/sbin/mosquitto")
+	m := &Mosquitto{t: t, bin: bin, Port: FreePort(t), dir: t.TempDir(), Persistent: true}
+	m.Start()
+	t.Cleanup(m.Stop)
+	return m
 }
 
 // WaitTCP waits until addr accepts a TCP connection, or fails the test.

@@ -36,6 +36,27 @@ type Subscriber struct {
 // when the test ends. It reconnects (and re-subscribes) if the broker restarts.
 func Subscribe(t testing.TB, brokerURL string, filters ...string) *Subscriber {
 	t.Helper()
+	return subscribe(t, brokerURL, "", filters)
+}
+
+// SubscribeSession is Subscribe with a persistent session under a fixed
+// client id: a broker that keeps sessions queues QoS 1 messages for it while
+// it is disconnected, so nothing published meanwhile is missed.
+func SubscribeSession(t testing.TB, brokerURL, clientID string, filters ...string) *Subscriber {
+	t.Helper()
+	return subscribe(t, brokerURL, clientID, filters)
+}
+
+func subscribe(t testing.TB, brokerURL, clientID string, filters []string) *Subscriber {
+	t.Helper()
+	persistent := clientID != ""
+	if !persistent {
+		clientID = fmt.Sprintf("test-sub-%d", time.Now().UnixNano())
+	}
+	var expiry uint32
+	if persistent {
+		expiry = 3600
+	}
 	u, err := url.Parse(brokerURL)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +71,8 @@ func Subscribe(t testing.TB, brokerURL string, filters ...string) *Subscriber {
 	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
 		KeepAlive:                     10,
-		CleanStartOnInitialConnection: true,
+		CleanStartOnInitialConnection: !persistent,
+		SessionExpiryInterval:         expiry,
 		ReconnectBackoff:              autopaho.NewConstantBackoff(100 * time.Millisecond),
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			go func() {
@@ -64,7 +86,7 @@ func Subscribe(t testing.TB, brokerURL string, filters ...string) *Subscriber {
 			}()
 		},
 		ClientConfig: paho.ClientConfig{
-			ClientID: fmt.Sprintf("test-sub-%d", time.Now().UnixNano()),
+			ClientID: clientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 				s.mu.Lock()
 				s.msgs = append(s.msgs, Msg{Topic: pr.Packet.Topic, Payload: string(pr.Packet.Payload), Retained: pr.Packet.Retain, At: time.Now()})
