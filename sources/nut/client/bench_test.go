@@ -91,4 +91,3 @@ func BenchmarkSplitLine(b *testing.B) {
 		dst, _ = splitLine(buf, dst)
 	}
 }
-
