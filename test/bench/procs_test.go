@@ -125,6 +125,9 @@ func (p *proc) exited() bool {
 type usage struct {
 	CPU      time.Duration
 	RSS, HWM int64 // bytes
+	// RSSAnon is private memory (heap, stacks); RSSFile is mapped file
+	// pages (the binary's text and data that were touched).
+	RSSAnon, RSSFile int64
 }
 
 var clkTck = int64(100) // Linux USER_HZ
@@ -164,6 +167,10 @@ func procUsage(pid int) (usage, error) {
 			u.RSS = n * 1024
 		case "VmHWM":
 			u.HWM = n * 1024
+		case "RssAnon":
+			u.RSSAnon = n * 1024
+		case "RssFile":
+			u.RSSFile = n * 1024
 		}
 	}
 	return u, nil
@@ -179,6 +186,7 @@ type bridgeOpts struct {
 	SourceID   string
 	Poll, OnBt time.Duration // 0 = the source's defaults
 	StateDir   string
+	Env        []string // extra environment (e.g. GODEBUG=gctrace=1)
 }
 
 func (o bridgeOpts) yaml() string {
@@ -207,7 +215,7 @@ func startBridge(t testing.TB, bin string, o bridgeOpts) (*proc, string) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := startProc(t, "upsbridge", []string{"UPSBRIDGE_LOG__FORMAT=json"}, bin, "run", "-c", path)
+	p := startProc(t, "upsbridge", append([]string{"UPSBRIDGE_LOG__FORMAT=json"}, o.Env...), bin, "run", "-c", path)
 	return p, cfg
 }
 
@@ -354,13 +362,14 @@ func numLogins(addr, ups string) (int, error) {
 type upsdTraffic struct {
 	Conns       int
 	Segs, Bytes int64
-	perConn     map[string][2]int64
+	perConn     map[string][3]int64 // data segments in, bytes in, bytes out
 }
 
 var (
 	ssPeerRE  = regexp.MustCompile(`127\.0\.0\.1:(\d+)\s+127\.0\.0\.1:(\d+)`)
 	ssSegsRE  = regexp.MustCompile(`data_segs_in:(\d+)`)
 	ssBytesRE = regexp.MustCompile(`bytes_received:(\d+)`)
+	ssSentRE  = regexp.MustCompile(`bytes_sent:(\d+)`)
 )
 
 func readUpsdTraffic(port int, exclude ...int) (upsdTraffic, error) {
@@ -368,7 +377,7 @@ func readUpsdTraffic(port int, exclude ...int) (upsdTraffic, error) {
 	if err != nil {
 		return upsdTraffic{}, fmt.Errorf("ss: %w", err)
 	}
-	tr := upsdTraffic{perConn: map[string][2]int64{}}
+	tr := upsdTraffic{perConn: map[string][3]int64{}}
 	ex := map[string]bool{}
 	for _, e := range exclude {
 		ex[strconv.Itoa(e)] = true
@@ -385,7 +394,10 @@ func readUpsdTraffic(port int, exclude ...int) (upsdTraffic, error) {
 		if peer == "" {
 			continue
 		}
-		var v [2]int64
+		var v [3]int64
+		if m := ssSentRE.FindStringSubmatch(l); m != nil {
+			v[2], _ = strconv.ParseInt(m[1], 10, 64)
+		}
 		if m := ssSegsRE.FindStringSubmatch(l); m != nil {
 			v[0], _ = strconv.ParseInt(m[1], 10, 64)
 		}
@@ -403,21 +415,34 @@ func readUpsdTraffic(port int, exclude ...int) (upsdTraffic, error) {
 	return tr, nil
 }
 
-// rate is the request and byte rate between two readings, over the
-// connections present in both.
-func trafficRate(a, b upsdTraffic, d time.Duration) (reqPerS, bytesPerS float64, conns int) {
-	var segs, bytes int64
+// load is what upsd received and sent per second.
+type load struct {
+	Req, BytesIn, BytesOut float64
+	Conns                  int
+}
+
+func (l load) String() string {
+	return fmt.Sprintf("%.2f req/s; in %.0f B/s, out %.0f B/s; %d conn", l.Req, l.BytesIn, l.BytesOut, l.Conns)
+}
+
+// trafficRate is the load between two readings, over the connections
+// present in both.
+func trafficRate(a, b upsdTraffic, d time.Duration) load {
+	var l load
+	var v [3]int64
 	for k, vb := range b.perConn {
 		va, ok := a.perConn[k]
 		if !ok {
 			continue
 		}
-		conns++
-		segs += vb[0] - va[0]
-		bytes += vb[1] - va[1]
+		l.Conns++
+		for i := range v {
+			v[i] += vb[i] - va[i]
+		}
 	}
 	s := d.Seconds()
-	return float64(segs) / s, float64(bytes) / s, conns
+	l.Req, l.BytesIn, l.BytesOut = float64(v[0])/s, float64(v[1])/s, float64(v[2])/s
+	return l
 }
 
 // ---------------------------------------------------------------- MQTT recorder
@@ -790,4 +815,17 @@ func parseEpoch(s string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(a, ns), true
+}
+
+var gcLineRE = regexp.MustCompile(`(\d+)->(\d+)->(\d+) MB, (\d+) MB goal`)
+
+// liveHeap is the heap left after the process's last GC, from
+// GODEBUG=gctrace=1 output ("" when no GC ran yet).
+func liveHeap(out string) string {
+	m := gcLineRE.FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		return "no GC yet"
+	}
+	l := m[len(m)-1]
+	return fmt.Sprintf("%s MB live after GC (goal %s MB)", l[3], l[4])
 }

@@ -70,6 +70,7 @@ func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 // report collects the sections of docs/benchmarks.md.
 type report struct {
 	started  time.Time
+	loadAvg  string // /proc/loadavg at the start
 	quick    bool
 	sections []string
 	configs  []string
@@ -150,7 +151,8 @@ func (r *report) markdown() string {
 		mode = "quick (-quick: smallest sizes, one run; not the reference figures)"
 	}
 	fmt.Fprintf(&b, "Date: %s. Mode: %s. Suite wall time: %s.\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"), mode, time.Since(r.started).Round(time.Second))
-	b.WriteString("Machine:\n\n" + strings.Join(machine(), "\n") + "\n\n")
+	b.WriteString("Machine:\n\n" + strings.Join(machine(), "\n") + "\n")
+	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) at the start: %s; at the end: %s. The machine is shared with other engineers' test runs, which adds noise to CPU and latency figures.\n\n", r.loadAvg, loadAvg())
 	b.WriteString(strings.TrimSpace(method) + "\n\n")
 	for _, s := range r.sections {
 		b.WriteString(s + "\n")
@@ -196,3 +198,15 @@ whole second (dummy-ups only re-reads it then).
 - **CPU and memory**: ` + "`/proc/<pid>/stat`" + ` (utime+stime, all threads) and ` + "`VmRSS`" + ` of the upsbridge process.
 - Median and worst are over every sample; p99 is given when a sample has at least 100 values.
 `
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], ", ")
+}

@@ -57,7 +57,7 @@ func TestBenchSuite(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the suite runs upsd, dummy-ups and upsmon as root in a sandbox: run as root")
 	}
-	rep := &report{started: time.Now(), quick: *quickFlag}
+	rep := &report{started: time.Now(), quick: *quickFlag, loadAvg: loadAvg()}
 	bins := buildBinaries(t)
 	out := *outFlag
 	if out == "" {
@@ -159,7 +159,7 @@ func scenarioLatency(t *testing.T, rep *report, bins binaries) {
 					ag = startAgents(t, mq.URL(), prefix, ups, 1, fmt.Sprintf("l%d%d", run, c))
 				}
 				for _, st := range flipCycle {
-					randGap(300*time.Millisecond, 1500*time.Millisecond)
+					randGap(200*time.Millisecond, 1200*time.Millisecond)
 					wrote := time.Now()
 					recFrom := rec.Len()
 					u.WriteDev(ups, devFile(st.status))
@@ -243,7 +243,7 @@ func scenarioLatency(t *testing.T, rep *report, bins binaries) {
 		t.Logf("latency %s: upsmon %v / bridge %v / agent %v (medians), ratio %.2f, missed %v", mode.name, allUM.median(), allBR.median(), allAG.median(), ratio, missed)
 	}
 	intro := fmt.Sprintf(`Scenario 1. One UPS flips OL → OB → OB LB → OL, %d cycle(s) per run, %d run(s) per mode (%d flips of each kind);
-upsmon, upsbridge and the agent are restarted between runs after a random 0–2 s pause, and flips are gapped by a random 0.3–1.5 s
+upsmon, upsbridge and the agent are restarted between runs after a random 0–2 s pause, and flips are gapped by a random 0.2–1.2 s
 after the previous flip was seen by everyone, so the pollers' phase against dummy-ups' 2 s loop is redrawn. Latency is from
 the moment upsd first serves the new status.`, cyclesPerRun, runs, runs*cyclesPerRun)
 	after := strings.Join(summary, "\n\n")
@@ -280,7 +280,7 @@ func waitLogins(t testing.TB, addr, ups string, n int) {
 // ================================================================ 2. fleet
 
 func scenarioFleet(t *testing.T, rep *report, bins binaries) {
-	upsmonNs, agentNs, cycles, window := []int{1, 10, 50}, []int{1, 10, 100, 500}, 2, 10*time.Second
+	upsmonNs, agentNs, cycles, window := []int{1, 10, 50}, []int{1, 10, 100, 500}, 2, 15*time.Second
 	if *quickFlag {
 		upsmonNs, agentNs, cycles, window = []int{1}, []int{1}, 1, 4*time.Second
 	}
@@ -290,18 +290,18 @@ func scenarioFleet(t *testing.T, rep *report, bins binaries) {
 	ref := startRefPoller(t, u.Addr(), ups, 5*time.Millisecond)
 	var rows [][]string
 
-	measureRate := func() (float64, float64, int) {
-		a, err := readUpsdTraffic(u.Port, ref.LocalPort())
+	traffic := func() (upsdTraffic, time.Time) {
+		tr, err := readUpsdTraffic(u.Port, ref.LocalPort())
 		if err != nil {
 			t.Fatal(err)
 		}
-		start := time.Now()
+		return tr, time.Now()
+	}
+	measureRate := func() (load, upsdTraffic, time.Time) {
+		a, start := traffic()
 		time.Sleep(window)
-		b, err := readUpsdTraffic(u.Port, ref.LocalPort())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return trafficRate(a, b, time.Since(start))
+		b, end := traffic()
+		return trafficRate(a, b, end.Sub(start)), a, start
 	}
 	flip := func(status string) (time.Time, time.Time) {
 		randGap(300*time.Millisecond, 1500*time.Millisecond)
@@ -323,7 +323,7 @@ func scenarioFleet(t *testing.T, rep *report, bins binaries) {
 		}
 		waitLogins(t, u.Addr(), ups, n)
 		t.Logf("fleet: %d upsmon started in %s", n, time.Since(startAt).Round(time.Millisecond))
-		req, bps, conns := measureRate()
+		steady, tr0, at0 := measureRate()
 		var last, all sample
 		missed := 0
 		for c := 0; c < cycles; c++ {
@@ -355,10 +355,12 @@ func scenarioFleet(t *testing.T, rep *report, bins binaries) {
 				last = append(last, worst)
 			}
 		}
+		tr1, at1 := traffic()
+		whole := trafficRate(tr0, tr1, at1.Sub(at0))
 		for _, m := range mons {
 			m.p.stop()
 		}
-		rows = append(rows, []string{"upsmon secondaries", fmt.Sprint(n), fmt.Sprintf("%.1f req/s (%.0f B/s) over %d conn", req, bps, conns),
+		rows = append(rows, []string{"upsmon secondaries", fmt.Sprint(n), steady.String(), fmt.Sprintf("%.2f req/s", whole.Req),
 			ms(last.median()), ms(last.worst()), ms(all.median()), all.p99(), fmt.Sprint(missed)})
 	}
 
@@ -376,7 +378,7 @@ func scenarioFleet(t *testing.T, rep *report, bins binaries) {
 		startAt := time.Now()
 		ag := startAgents(t, mq.URL(), prefix, ups, n, fmt.Sprintf("f%d", n))
 		t.Logf("fleet: %d agents connected in %s", n, time.Since(startAt).Round(time.Millisecond))
-		req, bps, conns := measureRate()
+		steady, tr0, at0 := measureRate()
 		var last, all, fromPub sample
 		missed := 0
 		for c := 0; c < cycles; c++ {
@@ -407,10 +409,12 @@ func scenarioFleet(t *testing.T, rep *report, bins binaries) {
 				last = append(last, worst)
 			}
 		}
+		tr1, at1 := traffic()
+		whole := trafficRate(tr0, tr1, at1.Sub(at0))
 		ag.Stop()
 		br.stop()
 		rec.Close()
-		rows = append(rows, []string{"upsbridge + agents", fmt.Sprint(n), fmt.Sprintf("%.1f req/s (%.0f B/s) over %d conn", req, bps, conns),
+		rows = append(rows, []string{"upsbridge + agents", fmt.Sprint(n), steady.String(), fmt.Sprintf("%.2f req/s", whole.Req),
 			ms(last.median()), ms(last.worst()), ms(all.median()), all.p99(),
 			fmt.Sprint(missed) + fmt.Sprintf("; after the state reached a subscriber: median %s, p99 %s, worst %s", ms(fromPub.median()), fromPub.p99(), ms(fromPub.worst()))})
 	}
@@ -418,15 +422,16 @@ func scenarioFleet(t *testing.T, rep *report, bins binaries) {
 with its defaults (upsmon POLLFREQ 5 / POLLFREQALERT 5; upsbridge poll_interval 1s / poll_interval_on_battery 500ms).
 "Decided" is upsmon's NOTIFYCMD (ONBATT / ONLINE) or the agent's OUTAGE_START / OUTAGE_END. Each upsmon is its own
 process with its own upsd connection; the agents share one process, each with its own MQTT connection. The request
-rate is what upsd received from the clients under test while the UPS was on line, over %s.`, cycles, window)
-	rep.add("2. Fleet", intro, []string{"side", "hosts", "load on upsd (OL)", "last host decided: median", "last host: worst", "each host: median", "each host: p99", "missed"}, rows,
+load is what upsd received and sent for the clients under test while the UPS was on line, over %s, and the request rate
+from the start of that window to the end of the last flip.`, cycles, window)
+	rep.add("2. Fleet", intro, []string{"side", "hosts", "load on upsd, on line", "requests/s over the whole run (OL + outages)", "last host decided: median", "last host: worst", "each host: median", "each host: p99", "missed"}, rows,
 		"All times are from the moment upsd served the change. For the agents the last column also gives each decision measured from the arrival of the bridge's new state at a subscriber (a stand-in for the moment the bridge published it). While the UPS is on battery upsbridge polls every 500 ms by default, so its load on upsd doubles during an outage; it never depends on the number of agents.")
 }
 
 // ================================================================ 3. scale
 
 func scenarioScale(t *testing.T, rep *report, bins binaries) {
-	sizes, window := []int{10, 100, 1000}, 20*time.Second
+	sizes, window := []int{10, 100, 1000}, 15*time.Second
 	if *quickFlag {
 		sizes, window = []int{10}, 8*time.Second
 	}
@@ -450,7 +455,7 @@ func scenarioScale(t *testing.T, rep *report, bins binaries) {
 			rec := startRecorder(t, mq.URL(), func(topic string) bool {
 				return strings.HasSuffix(topic, "/event") || strings.HasSuffix(topic, "/state")
 			}, prefix+"/#")
-			br, cfg := startBridge(t, bins.Plain, bridgeOpts{Prefix: prefix, Broker: mq.URL(), UPSD: u.Addr(), UPS: "*", SourceID: "s", Poll: time.Second, OnBt: time.Second})
+			br, cfg := startBridge(t, bins.Plain, bridgeOpts{Prefix: prefix, Broker: mq.URL(), UPSD: u.Addr(), UPS: "*", SourceID: "s", Poll: time.Second, OnBt: time.Second, Env: []string{"GODEBUG=gctrace=1"}})
 			if n == sizes[0] {
 				rep.config("Scenario 3: upsbridge config", "yaml", cfg)
 			}
@@ -481,10 +486,14 @@ func scenarioScale(t *testing.T, rep *report, bins binaries) {
 			cpuShare := float64(u1.CPU-u0.CPU) / float64(span) * 100
 			msgRate := float64(c1-c0) / span.Seconds()
 			// Flip every UPS to OB and back; every flip must reach MQTT.
+			heap := liveHeap(br.out.String())
+			c2 := rec.Count()
 			seenOB, seenOL, flipOB, flipOL := flipAll(t, u, rec, devs)
 			u2, _ := procUsage(br.pid())
+			flipMsgs := rec.Count() - c2
 			br.stop()
-			rows = append(rows, []string{fmt.Sprint(n), "real dummy-ups ×" + fmt.Sprint(n), fmt.Sprintf("%.1f %%", cpuShare), mib(u1.RSS), mib(u2.HWM), fmt.Sprintf("%.0f", msgRate),
+			rows = append(rows, []string{fmt.Sprint(n), "real dummy-ups ×" + fmt.Sprint(n), fmt.Sprintf("%.1f %%", cpuShare),
+				fmt.Sprintf("%s (anon %s, file %s; %s)", mib(u1.RSS), mib(u1.RSSAnon), mib(u1.RSSFile), heap), mib(u2.HWM), fmt.Sprintf("%.1f", msgRate), fmt.Sprint(flipMsgs),
 				fmt.Sprintf("OB %d/%d, OL %d/%d", seenOB, n, seenOL, n), fmt.Sprintf("%s / %s", ms(flipOB), ms(flipOL))})
 		})
 	}
@@ -492,8 +501,8 @@ func scenarioScale(t *testing.T, rep *report, bins binaries) {
 CPU (share of one core) and messages/s are measured over %s of steady on-line polling, after every UPS was published once;
 RSS at the end of that window and the peak (VmHWM) after the flips. Then every UPS is flipped to OB and back to OL at once,
 and every ONBATT and ONLINE event must reach an MQTT subscriber.`, window),
-		[]string{"UPSes", "upsd backend", "CPU (of one core)", "RSS", "peak RSS", "MQTT msgs/s (steady)", "flips seen", "all seen after (OB / OL)"}, rows,
-		"\"All seen after\" is from the last `.dev` write to the last event's arrival; it includes dummy-ups' own 2 s re-read loop.")
+		[]string{"UPSes", "upsd backend", "CPU (of one core)", "RSS", "peak RSS", "MQTT msgs/s (steady)", "MQTT msgs during the flips", "flips seen", "all seen after (OB / OL)"}, rows,
+		"\"All seen after\" is from the last `.dev` write to the last event's arrival; it includes dummy-ups' own 2 s re-read loop. In steady state upsbridge publishes only changes and the periodic re-publish (bridge.state_interval 30s), so a steady on-line fleet costs about N/30 messages/s. The bridge ran with GODEBUG=gctrace=1 to report its live heap.")
 }
 
 // raiseMaxConn rewrites upsd.conf with a larger MAXCONN and restarts upsd
@@ -568,7 +577,7 @@ func scenarioFootprint(t *testing.T, rep *report, bins binaries) {
 		prefix := fmt.Sprintf("bench/foot%d", i)
 		rec := startRecorder(t, mq.URL(), nil, prefix+"/ups/+/state")
 		var br *proc
-		br, cfg = startBridge(t, bins.Plain, bridgeOpts{Prefix: prefix, Broker: mq.URL(), UPSD: u.Addr(), UPS: ups, SourceID: ups})
+		br, cfg = startBridge(t, bins.Plain, bridgeOpts{Prefix: prefix, Broker: mq.URL(), UPSD: u.Addr(), UPS: ups, SourceID: ups, Env: []string{"GODEBUG=gctrace=1"}})
 		m, err := rec.Wait(0, 15*time.Second, func(harness.Msg) bool { return true })
 		if err != nil {
 			t.Fatalf("no state after start: %v\n%s", err, br.out.String())
@@ -584,6 +593,7 @@ func scenarioFootprint(t *testing.T, rep *report, bins binaries) {
 	rep.config("Scenario 4: upsbridge config (one NUT source, defaults)", "yaml", cfg)
 	// Idle: the last bridge keeps running; a upsmon at its defaults and one
 	// at POLLFREQ 1 run beside it for reference.
+	stripped, _ := startBridge(t, bins.Stripped, bridgeOpts{Prefix: "bench/footstripped", Broker: mq.URL(), UPSD: u.Addr(), UPS: ups, SourceID: ups})
 	um5 := startUpsmon(t, u.Addr(), ups, 5, 5)
 	um1 := startUpsmon(t, u.Addr(), ups, 1, 1)
 	time.Sleep(3 * time.Second)
@@ -592,7 +602,7 @@ func scenarioFootprint(t *testing.T, rep *report, bins binaries) {
 		pid  int
 		a    usage
 	}
-	ps := []*pu{{"upsbridge (1 NUT UPS, poll 1s)", last.pid(), usage{}}, {"upsmon 2.8.0 (POLLFREQ 5)", um5.p.pid(), usage{}}, {"upsmon 2.8.0 (POLLFREQ 1)", um1.p.pid(), usage{}}}
+	ps := []*pu{{"upsbridge (1 NUT UPS, poll 1s)", last.pid(), usage{}}, {"upsbridge stripped build (same config)", stripped.pid(), usage{}}, {"upsmon 2.8.0 (POLLFREQ 5)", um5.p.pid(), usage{}}, {"upsmon 2.8.0 (POLLFREQ 1)", um1.p.pid(), usage{}}}
 	for _, p := range ps {
 		p.a, _ = procUsage(p.pid)
 	}
@@ -610,12 +620,17 @@ func scenarioFootprint(t *testing.T, rep *report, bins binaries) {
 			t.Fatal(err)
 		}
 		perMin := time.Duration(float64(b.CPU-p.a.CPU) / span.Minutes())
-		rows = append(rows, []string{p.name + ": RSS idle", mib(b.RSS), fmt.Sprintf("peak %s", mib(b.HWM))},
+		note := fmt.Sprintf("peak %s; anon %s, file-backed %s", mib(b.HWM), mib(b.RSSAnon), mib(b.RSSFile))
+		if p.pid == last.pid() {
+			note += "; " + liveHeap(last.out.String())
+		}
+		rows = append(rows, []string{p.name + ": RSS idle", mib(b.RSS), note},
 			[]string{p.name + ": CPU per minute", ms(perMin), fmt.Sprintf("over %s (10 ms tick resolution)", span.Round(time.Second))})
 	}
 	um5.p.stop()
 	um1.p.stop()
 	last.stop()
-	rep.add("4. Footprint", "Scenario 4. The upsbridge binary with one NUT source at its defaults (poll 1s), idle with the UPS on line; Debian's upsmon measured beside it on the same upsd for reference.",
-		[]string{"what", "value", "note"}, rows, "")
+	stripped.stop()
+	rep.add("4. Footprint", "Scenario 4. The upsbridge binary with one NUT source at its defaults (poll 1s), idle with the UPS on line; the stripped build and Debian's upsmon run beside it on the same upsd, over the same window, for reference.",
+		[]string{"what", "value", "note"}, rows, "RSS is split into anonymous memory (heap, stacks: private to the process) and file-backed pages (the executable's pages mapped in, shared with the page cache and reclaimable; the kernel maps pages around each fault, so a freshly built binary that sits in the page cache shows more of them). Start-up is measured over fresh processes, from exec to the arrival of the first retained state at a subscriber.")
 }
