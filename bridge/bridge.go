@@ -18,7 +18,7 @@ type Options struct {
 	// StateInterval: a state is published at least this often even when
 	// nothing changed, so consumers can judge freshness (default 30 s).
 	StateInterval time.Duration
-	// TickInterval is how often time-based rules are evaluated (default 250 ms).
+	// TickInterval is how often time-based rules (dead time, NOCOMM, state_interval) are evaluated (default 1 s).
 	TickInterval time.Duration
 	// EventCapacity is each sink queue's room for events.
 	EventCapacity int
@@ -36,7 +36,7 @@ func (o *Options) setDefaults() {
 		o.StateInterval = 30 * time.Second
 	}
 	if o.TickInterval <= 0 {
-		o.TickInterval = 250 * time.Millisecond
+		o.TickInterval = time.Second
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 5 * time.Second

@@ -68,20 +68,26 @@ func (p *Primary) Run(ctx context.Context, q *bridge.Queue) error {
 	defer wg.Wait()
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	_, err := mqttsink.Connect(cctx, p.opts.Conn, mqttsink.Handlers{
-		OnUp: func(cm *autopaho.ConnectionManager) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sctx, c := context.WithTimeout(cctx, 10*time.Second)
-				defer c()
-				if _, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: p.opts.TopicPrefix + "/agent/+/state", QoS: 1}}}); err != nil && cctx.Err() == nil {
-					p.log.Error("subscribe to agent states", "err", err)
-				}
-			}()
-		},
-		OnPublish: p.onAgentState,
-	})
+	// Waiting for agents matters only before cutting the power; without
+	// kill_power the primary just latches FSD and needs no connection of
+	// its own.
+	var err error
+	if p.opts.KillPower {
+		_, err = mqttsink.Connect(cctx, p.opts.Conn, mqttsink.Handlers{
+			OnUp: func(cm *autopaho.ConnectionManager) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					sctx, c := context.WithTimeout(cctx, 10*time.Second)
+					defer c()
+					if _, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: p.opts.TopicPrefix + "/agent/+/state", QoS: 1}}}); err != nil && cctx.Err() == nil {
+						p.log.Error("subscribe to agent states", "err", err)
+					}
+				}()
+			},
+			OnPublish: p.onAgentState,
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("primary: %w", err)
 	}
@@ -165,6 +171,9 @@ func (p *Primary) waiting(ups string) []string {
 func (p *Primary) handshake(ctx context.Context, ups string) {
 	if err := p.opts.Bridge.SetFSD(ctx, ups); err != nil {
 		p.log.Error("set FSD", "ups", ups, "err", err)
+	}
+	if !p.opts.KillPower {
+		return
 	}
 	deadline := time.NewTimer(p.opts.HostSync)
 	defer deadline.Stop()
