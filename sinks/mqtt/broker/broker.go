@@ -85,4 +85,6 @@ func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
 	return levelFilter{f.Handler.WithAttrs(a), f.min}
 }
 
-func (f levelFilter) WithGroup(n string) slog.Handler { return levelFilter{f.Handler.WithGroup(n), f.min} }
+func (f levelFilter) WithGroup(n string) slog.Handler {
+	return levelFilter{f.Handler.WithGroup(n), f.min}
+}
