@@ -124,7 +124,8 @@ func (p *proc) exited() bool {
 // usage is a process's CPU time (user+system, all threads) and resident set.
 type usage struct {
 	CPU      time.Duration
-	RSS, HWM int64 // bytes
+	SchedCPU time.Duration // on-CPU time of the live threads, ns resolution
+	RSS, HWM int64         // bytes
 	// RSSAnon is private memory (heap, stacks); RSSFile is mapped file
 	// pages (the binary's text and data that were touched).
 	RSSAnon, RSSFile int64
@@ -148,6 +149,20 @@ func procUsage(pid int) (usage, error) {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	u.CPU = time.Duration((ut+st)*1000/clkTck) * time.Millisecond
+	// Nanosecond CPU time from the scheduler, summed over the live threads
+	// (/proc/<pid>/stat only has 10 ms ticks).
+	if tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err == nil {
+		var ns int64
+		for _, tk := range tasks {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, tk.Name())); err == nil {
+				if f := strings.Fields(string(b)); len(f) > 0 {
+					n, _ := strconv.ParseInt(f[0], 10, 64)
+					ns += n
+				}
+			}
+		}
+		u.SchedCPU = time.Duration(ns)
+	}
 	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return u, err
@@ -192,7 +207,9 @@ type bridgeOpts struct {
 func (o bridgeOpts) yaml() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "mqtt:\n  url: %s\n  topic_prefix: %s\n", o.Broker, o.Prefix)
-	fmt.Fprintf(&b, "bridge:\n  id: bench\n  state_dir: %s\n", o.StateDir)
+	// A bridge id of its own per process: the MQTT client ids derive from
+	// it, and two clients with one id would keep kicking each other.
+	fmt.Fprintf(&b, "bridge:\n  id: %s\n  state_dir: %s\n", strings.ReplaceAll(o.Prefix, "/", "-"), o.StateDir)
 	fmt.Fprintf(&b, "sources:\n  - id: %s\n    type: nut\n    address: %s\n    ups: %q\n", o.SourceID, o.UPSD, o.UPS)
 	if o.Poll > 0 {
 		fmt.Fprintf(&b, "    poll_interval: %s\n", o.Poll)
