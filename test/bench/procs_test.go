@@ -202,6 +202,7 @@ type bridgeOpts struct {
 	Poll, OnBt time.Duration // 0 = the source's defaults
 	StateDir   string
 	Env        []string // extra environment (e.g. GODEBUG=gctrace=1)
+	Extra      string   // extra top-level YAML
 }
 
 func (o bridgeOpts) yaml() string {
@@ -216,6 +217,12 @@ func (o bridgeOpts) yaml() string {
 	}
 	if o.OnBt > 0 {
 		fmt.Fprintf(&b, "    poll_interval_on_battery: %s\n", o.OnBt)
+	}
+	if o.Extra != "" {
+		b.WriteString(strings.TrimSpace(o.Extra) + "\n")
+	}
+	if *extraYAMLFlag != "" {
+		b.WriteString(strings.TrimSpace(*extraYAMLFlag) + "\n")
 	}
 	return b.String()
 }

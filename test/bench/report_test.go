@@ -46,6 +46,17 @@ func (s sample) median() time.Duration {
 
 func (s sample) worst() time.Duration { return s.quantile(1) }
 
+func (s sample) mean() time.Duration {
+	if len(s) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range s {
+		sum += d
+	}
+	return sum / time.Duration(len(s))
+}
+
 // p99 is reported only when the sample has at least 100 values.
 func (s sample) p99() string {
 	if len(s) < 100 {
@@ -149,6 +160,9 @@ func (r *report) markdown() string {
 	mode := "full"
 	if r.quick {
 		mode = "quick (-quick: smallest sizes, one run; not the reference figures)"
+	}
+	if *extraYAMLFlag != "" || *scaleSizesFlag != "" || *onlyFlag != "" {
+		mode += fmt.Sprintf("; what-if options: -only %q -extra-yaml %q -scale-sizes %q (not the reference figures)", *onlyFlag, *extraYAMLFlag, *scaleSizesFlag)
 	}
 	fmt.Fprintf(&b, "Date: %s. Mode: %s. Suite wall time: %s.\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"), mode, time.Since(r.started).Round(time.Second))
 	b.WriteString("Machine:\n\n" + strings.Join(machine(), "\n") + "\n")

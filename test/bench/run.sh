@@ -2,7 +2,10 @@
 # The upsbridge performance suite (issue #8). Writes docs/benchmarks.md.
 #   bash test/bench/run.sh          # full suite (under 15 minutes)
 #   bash test/bench/run.sh -quick   # each scenario once at its smallest size
-# Extra arguments go to the suite, e.g. -only latency,footprint or -out /tmp/b.md.
+# Extra arguments go to the suite, e.g. -only latency,footprint or -out /tmp/b.md;
+# what-if runs: -extra-yaml 'hass: {enabled: false}' -scale-sizes 1000 (marked in the output).
+# Go benchmarks of the agent's per-message work (no tag, no root):
+#   go test -run '^$' -bench . -benchmem ./test/bench
 # Needs root (upsd, dummy-ups and upsmon run as root in a temp sandbox) and the
 # Debian packages nut-server, nut-client, mosquitto and iproute2 (ss).
 set -euo pipefail
