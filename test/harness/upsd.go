@@ -346,9 +346,6 @@ func (u *UPSD) DriverPID(name string) int {
 func (u *UPSD) WriteDev(name, content string) {
 	u.t.Helper()
 	path := u.devPath(name)
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		u.t.Fatal(err)
-	}
 	u.mu.Lock()
 	mt := time.Now().Truncate(time.Second)
 	if prev, ok := u.mtimes[name]; ok && !mt.After(prev) {
@@ -356,7 +353,17 @@ func (u *UPSD) WriteDev(name, content string) {
 	}
 	u.mtimes[name] = mt
 	u.mu.Unlock()
-	if err := os.Chtimes(path, mt, mt); err != nil {
+	// Write, stamp, then rename over the file: a driver that reads while an
+	// in-place rewrite is half done would get a partial file already
+	// carrying the final mtime, and never read it again.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		u.t.Fatal(err)
+	}
+	if err := os.Chtimes(tmp, mt, mt); err != nil {
+		u.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		u.t.Fatal(err)
 	}
 }
