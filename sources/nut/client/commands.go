@@ -105,28 +105,12 @@ func (c *Conn) ListRW(ctx context.Context, ups string) ([]Var, error) {
 
 // ListCmd returns the instant commands of a UPS.
 func (c *Conn) ListCmd(ctx context.Context, ups string) ([]string, error) {
-	var out []string
-	err := c.list(ctx, []string{"CMD", ups}, func(w [][]byte) error {
-		if len(w) != 1 {
-			return fmt.Errorf("CMD line with %d words after the UPS name, want 1", len(w))
-		}
-		out = append(out, string(w[0]))
-		return nil
-	})
-	return out, err
+	return c.listSingles(ctx, "CMD line", "CMD", ups)
 }
 
 // ListEnum returns the allowed values of an ENUM variable.
 func (c *Conn) ListEnum(ctx context.Context, ups, name string) ([]string, error) {
-	var out []string
-	err := c.list(ctx, []string{"ENUM", ups, name}, func(w [][]byte) error {
-		if len(w) != 1 {
-			return fmt.Errorf("ENUM line with %d values, want 1", len(w))
-		}
-		out = append(out, string(w[0]))
-		return nil
-	})
-	return out, err
+	return c.listSingles(ctx, "ENUM line", "ENUM", ups, name)
 }
 
 // ListRange returns the allowed ranges of a RANGE variable.
@@ -144,10 +128,15 @@ func (c *Conn) ListRange(ctx context.Context, ups, name string) ([]Range, error)
 
 // ListClient returns the addresses of the clients logged in to a UPS.
 func (c *Conn) ListClient(ctx context.Context, ups string) ([]string, error) {
+	return c.listSingles(ctx, "CLIENT line", "CLIENT", ups)
+}
+
+// listSingles runs a LIST whose lines carry exactly one value each.
+func (c *Conn) listSingles(ctx context.Context, what string, args ...string) ([]string, error) {
 	var out []string
-	err := c.list(ctx, []string{"CLIENT", ups}, func(w [][]byte) error {
+	err := c.list(ctx, args, func(w [][]byte) error {
 		if len(w) != 1 {
-			return fmt.Errorf("CLIENT line with %d words after the UPS name, want 1", len(w))
+			return fmt.Errorf("%s with %d values, want 1", what, len(w))
 		}
 		out = append(out, string(w[0]))
 		return nil
