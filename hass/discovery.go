@@ -17,8 +17,10 @@
 package hass
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"sort"
 	"strings"
 
@@ -285,6 +287,44 @@ func validVarName(s string) bool {
 	return true
 }
 
+// deviceInfoVars are the variables whose values UPSDevice reads (the
+// device block); every other input is a variable's presence.
+var deviceInfoVars = map[string][]string{
+	"manufacturer":  {"device.mfr", "ups.mfr"},
+	"model":         {"device.model", "ups.model"},
+	"serial_number": {"device.serial", "ups.serial"},
+	"sw_version":    {"ups.firmware", "device.firmware"},
+}
+
+var deviceInfoOrder = []string{"manufacturer", "model", "serial_number", "sw_version"}
+
+var signatureSeed = maphash.MakeSeed()
+
+// UPSDeviceSignature hashes what UPSDevice reads from a UPS's variables:
+// the set of names and the device block's values. Equal signatures (with
+// the same Info and options) give the same device, so a caller can skip
+// deriving and encoding it again. It costs a hash per variable name, no
+// allocation. Keep it in step with UPSDevice.
+func UPSDeviceSignature(vars bridge.Vars) uint64 {
+	var names uint64
+	for n := range vars {
+		// A sum is independent of map order.
+		names += maphash.String(signatureSeed, n)
+	}
+	var h maphash.Hash
+	h.SetSeed(signatureSeed)
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], names)
+	h.Write(b[:])
+	for _, key := range deviceInfoOrder {
+		for _, n := range deviceInfoVars[key] {
+			h.WriteString(vars[n])
+			h.WriteByte(0)
+		}
+	}
+	return h.Sum64()
+}
+
 // UPSDevice returns a UPS's device and the entities for what it reports.
 // Only variables present in st.Vars get entities; status entities need
 // ups.status; buttons need st.Info (until it is known, "cmd_" and "set_"
@@ -297,12 +337,7 @@ func UPSDevice(o Options, st *bridge.State) *Device {
 		"name":        st.UPS,
 		"via_device":  BridgeDeviceID(o.BridgeID),
 	}
-	for key, names := range map[string][]string{
-		"manufacturer":  {"device.mfr", "ups.mfr"},
-		"model":         {"device.model", "ups.model"},
-		"serial_number": {"device.serial", "ups.serial"},
-		"sw_version":    {"ups.firmware", "device.firmware"},
-	} {
+	for key, names := range deviceInfoVars {
 		for _, n := range names {
 			if v := strings.TrimSpace(vars[n]); v != "" {
 				info[key] = truncate(v, 128)

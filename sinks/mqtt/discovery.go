@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sort"
 	"strings"
@@ -51,13 +52,13 @@ type Discovery struct {
 	log   *slog.Logger
 	start time.Time
 
-	// Owned by the sink's publishing goroutine.
-	published map[string][]byte        // config topic -> payload last published
-	seen      map[string]time.Time     // entity ref -> last generated
-	refs      map[string]entityRef     // entity ref -> what it is
-	removed   map[string][]hass.Entity // device id -> components to remove (device mode)
-	known     map[string]bool          // device ids of UPSes read this run
-	pending   map[string][]string      // device id -> key prefixes not derivable yet
+	// Owned by the sink's publishing goroutine. Only hashes and keys are
+	// kept, never the configs themselves: at 1,000 UPSes of ~50 entities the
+	// payloads alone were 35 MB of live heap.
+	published map[string]uint64       // config topic -> hash of the payload last published
+	devices   map[string]*discoDevice // device id -> what was derived last
+	known     map[string]bool         // device ids of UPSes read this run
+	pending   map[string][]string     // device id -> key prefixes not derivable yet
 	energy    map[string]*energyAcc
 	applied   bool // the scan's stale list was acted on
 
@@ -68,10 +69,54 @@ type Discovery struct {
 	infos    map[string]*bridge.Info
 }
 
-type entityRef struct {
-	device string
-	entity hass.Entity
+// discoDevice is what discovery remembers of one device between states.
+// A UPS's entities follow from a few inputs (hass.UPSDeviceSignature and
+// the Info), so a state with the same inputs is not derived again: a
+// steady UPS costs a hash of its variable names per state, not a build
+// and encoding of every config.
+type discoDevice struct {
+	built bool
+	sig   uint64
+	info  *bridge.Info
+	// last is the state the device was last seen in. Its entities are
+	// those of the last derivation (same inputs), so when the inputs change
+	// the entities that disappeared are derived again from it, with their
+	// configs, instead of keeping every config in memory.
+	last *bridge.State
+	// lastAt is when last was handled: the last time the entities derived
+	// from it were generated, which starts an entity's RemoveAfter.
+	lastAt time.Time
+	// keys are the entity keys published for the device (generated or in
+	// grace), for the scan's cleanup of device payloads.
+	keys map[string]bool
+	// grace holds entities no longer generated, still published until
+	// RemoveAfter (the variable may come back), by ref.
+	grace map[string]graceEntity
+	// graceDue is when the oldest grace entity expires (zero: none).
+	graceDue time.Time
+	// removed are components to remove (device mode): each payload carries
+	// them as bare {"platform": ...}.
+	removed []hass.Entity
 }
+
+type graceEntity struct {
+	entity hass.Entity
+	since  time.Time
+}
+
+func entityRef(e hass.Entity) string { return e.Component + "/" + e.Key }
+
+func (d *Discovery) deviceState(id string) *discoDevice {
+	ds := d.devices[id]
+	if ds == nil {
+		ds = &discoDevice{keys: map[string]bool{}, grace: map[string]graceEntity{}}
+		d.devices[id] = ds
+	}
+	return ds
+}
+
+// payloadSeed keys the payload hashes; they are compared in-process only.
+var payloadSeed = maphash.MakeSeed()
 
 type retainedConfig struct {
 	device     string
@@ -105,8 +150,8 @@ func NewDiscovery(o DiscoveryOptions) *Discovery {
 	}
 	return &Discovery{
 		o: o, log: o.Logger.With("component", "hass"), start: o.Now(),
-		published: map[string][]byte{}, seen: map[string]time.Time{}, refs: map[string]entityRef{},
-		removed: map[string][]hass.Entity{}, known: map[string]bool{}, pending: map[string][]string{},
+		published: map[string]uint64{}, devices: map[string]*discoDevice{},
+		known: map[string]bool{}, pending: map[string][]string{},
 		energy: map[string]*energyAcc{}, baseline: map[string]float64{}, infos: map[string]*bridge.Info{},
 	}
 }
@@ -146,7 +191,8 @@ func (d *Discovery) OnMessage(topic string, payload []byte) bool {
 func (d *Discovery) OnConnect(states []*bridge.State) []Message {
 	now := d.o.Now()
 	clear(d.published)
-	out := d.device(hass.BridgeDevice(d.o.HASS), now, true)
+	bdev := hass.BridgeDevice(d.o.HASS)
+	out := d.device(d.deviceState(bdev.ID), bdev, nil, now, now, true)
 	for _, st := range states {
 		out = append(out, d.ups(st, now, true)...)
 	}
@@ -177,7 +223,6 @@ func (d *Discovery) AllowCommand(ups, command string) bool {
 }
 
 func (d *Discovery) ups(st *bridge.State, now time.Time, all bool) []Message {
-	dev := hass.UPSDevice(d.o.HASS, st)
 	if st.Info != nil {
 		d.mu.Lock()
 		d.infos[st.UPS] = st.Info
@@ -188,56 +233,94 @@ func (d *Discovery) ups(st *bridge.State, now time.Time, all bool) []Message {
 		// device without entities; keep whatever exists.
 		return nil
 	}
-	d.known[dev.ID] = true
-	d.pending[dev.ID] = dev.Pending
-	return d.device(dev, now, all)
+	id := hass.UPSDeviceID(d.o.HASS.BridgeID, st.UPS)
+	d.known[id] = true
+	ds := d.deviceState(id)
+	sig := hass.UPSDeviceSignature(st.Vars)
+	changed := !ds.built || sig != ds.sig || st.Info != ds.info
+	prev, prevAt := ds.last, ds.lastAt
+	ds.last, ds.lastAt, ds.sig, ds.info = st, now, sig, st.Info
+	graceDue := !ds.graceDue.IsZero() && !now.Before(ds.graceDue)
+	if !all && !changed && !graceDue {
+		return nil
+	}
+	dev := hass.UPSDevice(d.o.HASS, st)
+	d.pending[id] = dev.Pending
+	var old *hass.Device
+	if changed && ds.built && prev != nil {
+		old = hass.UPSDevice(d.o.HASS, prev)
+	}
+	return d.device(ds, dev, old, prevAt, now, all)
 }
 
 // device returns the configs of a device that changed (all of them when
-// all is set) and removals of entities it stopped generating.
-func (d *Discovery) device(dev *hass.Device, now time.Time, all bool) []Message {
-	current := map[string]bool{}
+// all is set) and removals of entities it stopped generating. old is the
+// device as derived before (nil when its inputs did not change): entities
+// it had and dev lacks are kept published for RemoveAfter from oldAt, the
+// last time they were generated, then removed.
+func (d *Discovery) device(ds *discoDevice, dev *hass.Device, old *hass.Device, oldAt, now time.Time, all bool) []Message {
+	ds.built = true
+	current := make(map[string]bool, len(dev.Entities))
+	clear(ds.keys)
 	for _, e := range dev.Entities {
-		ref := dev.ID + "/" + e.Component + "/" + e.Key
-		current[ref] = true
-		d.seen[ref] = now
-		d.refs[ref] = entityRef{dev.ID, e}
+		r := entityRef(e)
+		current[r] = true
+		delete(ds.grace, r)
+		ds.keys[e.Key] = true
+	}
+	if old != nil {
+		for _, e := range old.Entities {
+			r := entityRef(e)
+			if current[r] || dev.IsPending(e.Key) {
+				continue
+			}
+			if _, ok := ds.grace[r]; !ok {
+				ds.grace[r] = graceEntity{entity: e, since: oldAt}
+			}
+		}
 	}
 	var gone []hass.Entity
-	for ref, r := range d.refs {
-		if r.device != dev.ID || current[ref] || dev.IsPending(r.entity.Key) {
-			continue
-		}
-		if now.Sub(d.seen[ref]) < d.o.RemoveAfter {
+	ds.graceDue = time.Time{}
+	for r, g := range ds.grace {
+		due := g.since.Add(d.o.RemoveAfter)
+		if now.Before(due) {
 			// Keep it published for now: the variable may come back.
-			dev.Entities = append(dev.Entities, r.entity)
+			dev.Entities = append(dev.Entities, g.entity)
+			ds.keys[g.entity.Key] = true
+			if ds.graceDue.IsZero() || due.Before(ds.graceDue) {
+				ds.graceDue = due
+			}
 			continue
 		}
-		gone = append(gone, r.entity)
-		delete(d.refs, ref)
-		delete(d.seen, ref)
+		gone = append(gone, g.entity)
+		delete(ds.grace, r)
 	}
 	sort.Slice(dev.Entities, func(i, j int) bool {
 		a, b := dev.Entities[i], dev.Entities[j]
-		return a.Component+"/"+a.Key < b.Component+"/"+b.Key
+		if a.Component != b.Component {
+			return a.Component < b.Component
+		}
+		return a.Key < b.Key
 	})
+	sort.Slice(gone, func(i, j int) bool { return entityRef(gone[i]) < entityRef(gone[j]) })
 	var out []Message
 	for _, e := range gone {
 		d.log.Info("removing Home Assistant entity no longer reported", "device", dev.ID, "entity", e.Key)
 		if d.o.HASS.DeviceMode {
-			d.removed[dev.ID] = append(d.removed[dev.ID], hass.Entity{Component: e.Component, Key: e.Key})
+			ds.removed = append(ds.removed, hass.Entity{Component: e.Component, Key: e.Key})
 			continue
 		}
 		topic := hass.ConfigTopic(d.o.HASS, dev, e)
 		out = append(out, Message{Topic: topic, Retain: true, QoS: 1})
 		delete(d.published, topic)
 	}
-	dev.Removed = d.removed[dev.ID]
+	dev.Removed = ds.removed
 	for _, m := range hass.Messages(d.o.HASS, dev) {
-		if !all && string(d.published[m.Topic]) == string(m.Payload) {
+		h := maphash.Bytes(payloadSeed, m.Payload)
+		if last, ok := d.published[m.Topic]; ok && last == h && !all {
 			continue
 		}
-		d.published[m.Topic] = m.Payload
+		d.published[m.Topic] = h
 		out = append(out, Message{Topic: m.Topic, Payload: m.Payload, Retain: true, QoS: 1})
 	}
 	return out
@@ -301,23 +384,26 @@ func (d *Discovery) isPending(rc retainedConfig) bool {
 // do not publish as removed; the next publication of the device carries
 // them as bare {"platform": ...}. Called with d.mu held.
 func (d *Discovery) removeComponents(topic string, rc retainedConfig) {
-	have := map[string]bool{}
-	for _, r := range d.refs {
-		if r.device == rc.device {
-			have[r.entity.Key] = true
-		}
+	var have map[string]bool
+	ds := d.devices[rc.device]
+	if ds != nil {
+		have = ds.keys
 	}
 	changed := false
 	for id, platform := range rc.components {
 		if have[id] {
 			continue
 		}
-		d.removed[rc.device] = append(d.removed[rc.device], hass.Entity{Component: platform, Key: id})
+		if ds == nil {
+			ds = d.deviceState(rc.device)
+		}
+		ds.removed = append(ds.removed, hass.Entity{Component: platform, Key: id})
 		changed = true
 	}
 	if changed {
 		// Force the device's payload out again on its next state.
 		delete(d.published, topic)
+		ds.built = false
 	}
 }
 

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,7 @@ func TestDiscoveryDeviceModeRemoval(t *testing.T) {
 	vars := bridge.Vars{"ups.status": "OL", "battery.charge": "100", "input.voltage": "230"}
 	d.OnConnect([]*bridge.State{upsState("u1", clk.t, vars, simInfo)})
 	clk.t = clk.t.Add(3 * time.Minute)
+	vars = maps.Clone(vars) // a new map, as sources do: a sent map is never modified
 	delete(vars, "input.voltage")
 	got := topics(d.OnState(upsState("u1", clk.t, vars, simInfo)))
 	p := got["homeassistant/device/upsbridge_b1_ups_u1/config"]

@@ -96,6 +96,7 @@ type Sink struct {
 	// Owned by the publishing goroutine:
 	states    map[string]*bridge.State
 	published map[string]uint64 // ups -> seq last published
+	dirty     map[string]bool   // ups whose state may be unpublished
 	avail     map[string]string // ups -> availability last published
 	connected bool
 	full      bool // everything must be published again
@@ -170,6 +171,7 @@ func New(opts Options) (*Sink, error) {
 		cmdSem:    make(chan struct{}, 4),
 		states:    map[string]*bridge.State{},
 		published: map[string]uint64{},
+		dirty:     map[string]bool{},
 		avail:     map[string]string{},
 	}, nil
 }
@@ -289,6 +291,7 @@ func (s *Sink) accept(m bridge.Message) {
 	switch m.Kind {
 	case bridge.MessageState:
 		s.states[m.State.UPS] = m.State
+		s.dirty[m.State.UPS] = true
 	case bridge.MessageEvent:
 		p := bridge.NewEventPayload(m.Event)
 		if s.opts.Sign != nil {
@@ -326,16 +329,30 @@ func (s *Sink) flush(ctx context.Context) bool {
 		}
 		clear(s.published)
 		clear(s.avail)
+		for ups := range s.states {
+			s.dirty[ups] = true
+		}
 		s.full = false
 	}
-	for _, st := range s.sortedStates() {
-		if s.published[st.UPS] == st.Seq {
-			continue
+	if len(s.dirty) > 0 {
+		// Only the UPSes whose state arrived since the last flush: with
+		// 1,000 UPSes, walking (and sorting) all of them per message
+		// would cost more than the publishing.
+		ups := make([]string, 0, len(s.dirty))
+		for u := range s.dirty {
+			ups = append(ups, u)
 		}
-		if !s.publishState(ctx, st) {
-			return false
+		sort.Strings(ups)
+		for _, u := range ups {
+			st := s.states[u]
+			if st != nil && s.published[u] != st.Seq {
+				if !s.publishState(ctx, st) {
+					return false
+				}
+				s.published[u] = st.Seq
+			}
+			delete(s.dirty, u)
 		}
-		s.published[st.UPS] = st.Seq
 	}
 	for {
 		data, err := s.spool.Peek()
