@@ -166,17 +166,31 @@ func (b *Bridge) runSource(ctx context.Context, s Source) {
 	}
 }
 
+// loop applies updates and evaluates the time-based rules at least every
+// TickInterval. While updates arrive the rules are evaluated along with
+// them (at most twice per interval) and the timer is pushed back, so a
+// steady bridge wakes once per poll instead of once per poll and once per
+// tick: an idle bridge's CPU is mostly such wake-ups.
 func (b *Bridge) loop(ctx context.Context) {
-	tick := time.NewTicker(b.opts.TickInterval)
-	defer tick.Stop()
+	timer := time.NewTimer(b.opts.TickInterval)
+	defer timer.Stop()
+	last := time.Now()
+	tick := func(now time.Time) {
+		b.tick(now)
+		last = now
+		timer.Reset(b.opts.TickInterval)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case u := <-b.in:
 			b.handle(u)
-		case now := <-tick.C:
-			b.tick(now)
+			if now := time.Now(); now.Sub(last) >= b.opts.TickInterval/2 {
+				tick(now)
+			}
+		case now := <-timer.C:
+			tick(now)
 		}
 	}
 }

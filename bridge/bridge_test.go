@@ -222,3 +222,40 @@ func FuzzDecodeState(f *testing.F) {
 		}
 	})
 }
+
+// Time-based rules ride along with updates when they arrive every poll
+// (the bridge then wakes once per poll), and still run on their own timer
+// when updates stop.
+func TestBridgeTicksWithAndWithoutUpdates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		src := &scripted{id: "s", in: make(chan Update)}
+		rec := &recorder{}
+		b := New(Options{StateInterval: 10 * time.Second})
+		b.AddSource(src)
+		b.AddSink(rec)
+		done := make(chan struct{})
+		go func() { b.Run(ctx); close(done) }()
+		start := time.Now()
+		// A steady UPS polled every second for 35 s: a state at first, then
+		// the periodic re-publish every 10 s, not more often.
+		for time.Since(start) < 35*time.Second {
+			src.in <- Update{Source: "s", UPS: "ups1", Kind: Reading, Vars: Vars{"ups.status": "OL"}}
+			synctest.Wait()
+			time.Sleep(time.Second)
+		}
+		states, _ := rec.snapshot()
+		if len(states) != 4 {
+			t.Fatalf("35 s of steady polls with state_interval 10s: %d states, want 4", len(states))
+		}
+		// No updates at all: the timer alone re-publishes.
+		time.Sleep(21 * time.Second)
+		synctest.Wait()
+		if after, _ := rec.snapshot(); len(after) != len(states)+2 {
+			t.Fatalf("21 s without updates: %d more states, want 2", len(after)-len(states))
+		}
+		cancel()
+		<-done
+	})
+}

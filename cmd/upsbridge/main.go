@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -48,6 +49,14 @@ func register(c command) {
 }
 
 func main() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		// upsbridge is I/O-bound: a poll is microseconds of work. With more
+		// than one P the runtime wakes an idle thread for every goroutine a
+		// poll readies (a futex wake and a context switch each), about a
+		// third of an idle bridge's CPU; one P runs the same hand-offs on
+		// one thread. Measured in docs/benchmarks.md; the variable wins.
+		runtime.GOMAXPROCS(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := dispatch(ctx, os.Args[1:], stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Env: os.Environ()})
 	stop()
