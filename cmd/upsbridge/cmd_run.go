@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
@@ -272,6 +274,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, extraSinks [
 		}()
 	}
 
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		trimAfterStartup(svcCtx, startupTrimDelay)
+	}()
+
 	log.Info("upsbridge running", "bridge_id", cfg.Bridge.ID, "sources", len(cfg.Sources), "state_dir", dir)
 	// The bridge runs even without sources: notifiers and agents use its
 	// sinks and queues (see Bridge.Emit).
@@ -281,4 +289,22 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, extraSinks [
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+// startupTrimDelay is how long after start-up the heap is trimmed once.
+const startupTrimDelay = 15 * time.Second
+
+// trimAfterStartup returns start-up's garbage to the OS once: config
+// parsing, package inits, the first discovery and publications leave a
+// few MB that the runtime keeps mapped until its background scavenger
+// gets to them, while a bridge then idles for months at a fraction of
+// that heap. Measured with one NUT UPS: 4.6 -> 3.1 MB anonymous memory.
+func trimAfterStartup(ctx context.Context, delay time.Duration) {
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+		debug.FreeOSMemory()
+	}
 }
