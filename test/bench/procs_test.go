@@ -33,11 +33,14 @@ import (
 
 // ---------------------------------------------------------------- binaries
 
-// binaries are the upsbridge builds measured: plain and stripped.
+// binaries are the upsbridge builds measured: plain (`go build`: cgo, with
+// USB), stripped, and the pure-Go build without USB (CGO_ENABLED=0 -tags
+// nousb, stripped) that agents and NUT-only bridges run.
 type binaries struct {
-	Plain, Stripped string
-	PlainSize       int64
-	StrippedSize    int64
+	Plain, Stripped, PureGo string
+	PlainSize               int64
+	StrippedSize            int64
+	PureGoSize              int64
 }
 
 func buildBinaries(t testing.TB) binaries {
@@ -48,13 +51,16 @@ func buildBinaries(t testing.TB) binaries {
 	for _, v := range []struct {
 		out  *string
 		size *int64
+		env  []string
 		args []string
 	}{
-		{&b.Plain, &b.PlainSize, []string{"build", "-o", filepath.Join(dir, "upsbridge"), "./cmd/upsbridge"}},
-		{&b.Stripped, &b.StrippedSize, []string{"build", "-ldflags=-s -w", "-o", filepath.Join(dir, "upsbridge-stripped"), "./cmd/upsbridge"}},
+		{&b.Plain, &b.PlainSize, nil, []string{"build", "-o", filepath.Join(dir, "upsbridge"), "./cmd/upsbridge"}},
+		{&b.Stripped, &b.StrippedSize, nil, []string{"build", "-ldflags=-s -w", "-o", filepath.Join(dir, "upsbridge-stripped"), "./cmd/upsbridge"}},
+		{&b.PureGo, &b.PureGoSize, []string{"CGO_ENABLED=0"}, []string{"build", "-tags", "nousb", "-ldflags=-s -w", "-o", filepath.Join(dir, "upsbridge-purego"), "./cmd/upsbridge"}},
 	} {
 		cmd := exec.Command("go", v.args...)
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), v.env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go %s: %v\n%s", strings.Join(v.args, " "), err, out)
 		}

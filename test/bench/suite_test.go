@@ -660,9 +660,8 @@ func scenarioScale(t *testing.T, rep *report, bins binaries) {
 			}
 			measure("", nil, "")
 			if n >= 1000 && !*quickFlag {
-				// What dominates at 1,000 UPSes: the same fleet without Home
-				// Assistant discovery. (GOMEMLIMIT=64MiB was tried too: RSS 80 MiB
-				// but 63 % of a core in GC, since the live heap is 48 MB.)
+				// What Home Assistant discovery costs at 1,000 UPSes: the same
+				// fleet without it.
 				time.Sleep(time.Second)
 				measure("h", nil, "hass: {enabled: false}")
 			}
@@ -673,7 +672,7 @@ CPU (share of one core) and messages/s are measured over %s of steady on-line po
 RSS at the end of that window and the peak (VmHWM) after the flips. Then every UPS is flipped to OB and back to OL at once,
 and every ONBATT and ONLINE event must reach an MQTT subscriber.`, window),
 		[]string{"UPSes", "upsd backend", "CPU (of one core)", "RSS", "peak RSS", "MQTT msgs/s (steady)", "MQTT msgs during the flips", "flips seen", "all seen after (OB / OL)"}, rows,
-		"\"All seen after\" is from the last `.dev` write to the last event's arrival; it includes dummy-ups' own 2 s re-read loop. In steady state upsbridge publishes only changes and the periodic re-publish (bridge.state_interval 30s), so a steady on-line fleet costs about N/30 messages/s. The bridge ran with GODEBUG=gctrace=1 to report its live heap. The extra 1,000 rows are the same UPSes and upsd with one change each: Home Assistant discovery off (`hass: {enabled: false}`; it is on by default). A soft memory limit alone is no fix: an earlier run with GOMEMLIMIT=64MiB at 1,000 UPSes gave 80 MiB RSS but 63 % of a core (the live heap is 48 MB, so the GC runs all the time). `.dev` files are replaced atomically here (write, set mtime, rename).")
+		"\"All seen after\" is from the last `.dev` write to the last event's arrival; it includes dummy-ups' own 2 s re-read loop. In steady state upsbridge publishes only changes and the periodic re-publish (bridge.state_interval 30s), so a steady on-line fleet costs about N/30 messages/s. The bridge ran with GODEBUG=gctrace=1 to report its live heap. The extra 1,000 row is the same UPSes and upsd with Home Assistant discovery off (`hass: {enabled: false}`; it is on by default), to show what discovery costs. Discovery keeps only hashes of the configs it published and derives a UPS's configs again only when its variable set, device block or commands change (before that fix, at commit 7997be3, 1,000 UPSes took 128.6 MiB RSS with a 47 MB live heap). `.dev` files are replaced atomically here (write, set mtime, rename).")
 }
 
 // raiseMaxConn rewrites upsd.conf with a larger MAXCONN and restarts upsd
@@ -766,15 +765,20 @@ func scenarioFootprint(t *testing.T, rep *report, bins binaries) {
 	// Idle: the last bridge keeps running; a upsmon at its defaults and one
 	// at POLLFREQ 1 run beside it for reference.
 	stripped, _ := startBridge(t, bins.Stripped, bridgeOpts{Prefix: "bench/footstripped", Broker: mq.URL(), UPSD: u.Addr(), UPS: ups, SourceID: ups})
+	pureGo, _ := startBridge(t, bins.PureGo, bridgeOpts{Prefix: "bench/footpurego", Broker: mq.URL(), UPSD: u.Addr(), UPS: ups, SourceID: ups})
 	um5 := startUpsmon(t, u.Addr(), ups, 5, 5)
 	um1 := startUpsmon(t, u.Addr(), ups, 1, 1)
-	time.Sleep(3 * time.Second)
+	// Past the bridges' one-time trim of start-up memory (15 s after start;
+	// a fixed settle, not a wait for a condition).
+	time.Sleep(17 * time.Second)
 	type pu struct {
 		name string
 		pid  int
 		a    usage
 	}
-	ps := []*pu{{"upsbridge (1 NUT UPS, poll 1s)", last.pid(), usage{}}, {"upsbridge stripped build (same config)", stripped.pid(), usage{}}, {"upsmon 2.8.0 (POLLFREQ 5)", um5.p.pid(), usage{}}, {"upsmon 2.8.0 (POLLFREQ 1)", um1.p.pid(), usage{}}}
+	ps := []*pu{{"upsbridge (1 NUT UPS, poll 1s)", last.pid(), usage{}}, {"upsbridge stripped build (same config)", stripped.pid(), usage{}},
+		{"upsbridge pure-Go build without USB (same config)", pureGo.pid(), usage{}},
+		{"upsmon 2.8.0 (POLLFREQ 5)", um5.p.pid(), usage{}}, {"upsmon 2.8.0 (POLLFREQ 1)", um1.p.pid(), usage{}}}
 	for _, p := range ps {
 		p.a, _ = procUsage(p.pid)
 	}
@@ -785,6 +789,7 @@ func scenarioFootprint(t *testing.T, rep *report, bins binaries) {
 	rows = append(rows,
 		[]string{"binary size (go build)", mib(bins.PlainSize), ""},
 		[]string{"binary size (-ldflags=-s -w)", mib(bins.StrippedSize), ""},
+		[]string{"binary size (pure Go, no USB: CGO_ENABLED=0 -tags nousb -ldflags=-s -w)", mib(bins.PureGoSize), "what shutdown agents and NUT-only bridges need"},
 		[]string{"start-up to the first state at a subscriber", fmt.Sprintf("median %s, worst %s (n=%d)", ms(startup.median()), ms(startup.worst()), len(startup)), "from exec to the retained state's arrival"})
 	for _, p := range ps {
 		b, err := procUsage(p.pid)
@@ -804,6 +809,7 @@ func scenarioFootprint(t *testing.T, rep *report, bins binaries) {
 	um1.p.stop()
 	last.stop()
 	stripped.stop()
-	rep.add("4. Footprint", "Scenario 4. The upsbridge binary with one NUT source at its defaults (poll 1s), idle with the UPS on line; the stripped build and Debian's upsmon run beside it on the same upsd, over the same window, for reference.",
-		[]string{"what", "value", "note"}, rows, "RSS is split into anonymous memory (heap, stacks: private to the process) and file-backed pages (the executable's pages mapped in, shared with the page cache and reclaimable; the kernel maps pages around each fault, so a freshly built binary that sits in the page cache shows more of them). Start-up is measured over fresh processes, from exec to the arrival of the first retained state at a subscriber.")
+	pureGo.stop()
+	rep.add("4. Footprint", "Scenario 4. The upsbridge binary with one NUT source at its defaults (poll 1s), idle with the UPS on line; the stripped build, the pure-Go build without USB support and Debian's upsmon run beside it on the same upsd, over the same window, for reference. The idle window starts after upsbridge's one-time trim of start-up memory (15 s after start).",
+		[]string{"what", "value", "note"}, rows, "RSS is split into anonymous memory (heap, stacks: private to the process) and file-backed pages (the executable's and shared libraries' pages mapped in, shared with the page cache and reclaimable). On this kernel nearly all of a Go executable's pages end up mapped (the kernel maps the pages around each fault), so the file-backed part follows the binary's size; the cgo build also maps libc, libusb, libudev and the dynamic loader. Start-up is measured over fresh processes, from exec to the arrival of the first retained state at a subscriber.")
 }
