@@ -2,7 +2,7 @@
 // default): Prometheus metrics, liveness and readiness probes, and the whole
 // state as JSON.
 //
-//	GET /metrics    Prometheus text format (the official Go client)
+//	GET /metrics    Prometheus text format 0.0.4 (written here, see expo.go)
 //	GET /healthz    200 "ok" while the process serves requests
 //	GET /readyz     200 "ready", or 503 with one line per problem: the broker
 //	                connection is down, a source has read no UPS yet, or a
@@ -16,9 +16,11 @@
 package httpapi
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,10 +28,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/upsbridge/upsbridge/bridge"
 )
@@ -60,17 +58,27 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 	ln   net.Listener
-	reg  *prometheus.Registry
 	srv  *http.Server
-
-	events *prometheus.CounterVec
 
 	mu     sync.RWMutex
 	states map[string]*bridge.State
+	// events counts the events consumed, for upsbridge_events_total and
+	// /api/state.
+	events map[eventKey]uint64
 	// agents holds the last event of each host's agent (stage started,
 	// SHUTDOWN), for /api/state when the agent reports no stats itself.
 	agentEvents map[string]*bridge.Event
+
+	// skipMu guards what is known of samples /metrics left out: how many,
+	// and which (family, reason) were already logged, so that a UPS sending
+	// junk is logged once, not on every scrape.
+	skipMu     sync.Mutex
+	skipTotal  uint64
+	skipLogged map[skipNote]bool
 }
+
+// eventKey is one series of upsbridge_events_total.
+type eventKey struct{ ups, typ, host string }
 
 // New binds the listening socket (so a port in use is reported at start,
 // not later) and builds the handlers. Serve serves; the Server is also the
@@ -90,22 +98,13 @@ func New(opts Options) (*Server, error) {
 		opts:        opts,
 		log:         opts.Logger.With("sink", "http"),
 		ln:          ln,
-		reg:         prometheus.NewRegistry(),
 		states:      map[string]*bridge.State{},
+		events:      map[eventKey]uint64{},
 		agentEvents: map[string]*bridge.Event{},
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "upsbridge_events_total",
-			Help: "Power events derived (or emitted by agents), by UPS, event type and host (agents only).",
-		}, []string{"ups", "type", "host"}),
+		skipLogged:  map[skipNote]bool{},
 	}
-	s.reg.MustRegister(
-		s.events,
-		&collector{s: s},
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slogErrorLog{s.log}}))
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -172,12 +171,12 @@ func (s *Server) accept(m bridge.Message) {
 		s.mu.Unlock()
 	case bridge.MessageEvent:
 		ev := m.Event
-		s.events.WithLabelValues(ev.UPS, string(ev.Type), ev.Host).Inc()
+		s.mu.Lock()
+		s.events[eventKey{ev.UPS, string(ev.Type), ev.Host}]++
 		if ev.Host != "" {
-			s.mu.Lock()
 			s.agentEvents[ev.Host] = ev
-			s.mu.Unlock()
 		}
+		s.mu.Unlock()
 	}
 }
 
@@ -292,7 +291,55 @@ func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, strings.Join(p, "\n"))
 }
 
-// slogErrorLog adapts slog to promhttp's error logger.
-type slogErrorLog struct{ log *slog.Logger }
+// handleMetrics serves the Prometheus text format: upsbridge's families,
+// the Go runtime's and (on Linux) the process's, gzipped when the client
+// accepts it (Prometheus does).
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	m := newMetricSet()
+	s.collect(m)
+	collectRuntime(m)
+	collectProcess(m)
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Add("Vary", "Accept-Encoding")
+	var out io.Writer = w
+	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		w.Header().Set("Content-Encoding", "gzip")
+		gz := gzipPool.Get().(*gzip.Writer)
+		gz.Reset(w)
+		defer func() {
+			if err := gz.Close(); err != nil {
+				s.log.Debug("write /metrics", "err", err)
+			}
+			gz.Reset(io.Discard)
+			gzipPool.Put(gz)
+		}()
+		out = gz
+	}
+	if err := m.write(out); err != nil {
+		s.log.Debug("write /metrics", "err", err)
+	}
+	s.noteSkipped(m.skipped)
+}
 
-func (l slogErrorLog) Println(v ...any) { l.log.Error("metrics", "err", fmt.Sprint(v...)) }
+// maxSkipLogged bounds the (family, reason) pairs remembered as logged.
+const maxSkipLogged = 256
+
+// noteSkipped counts the samples a scrape left out and logs each new
+// (family, reason) once. Reasons never quote the offending value: it is
+// whatever a UPS or component sent.
+func (s *Server) noteSkipped(notes []skipNote) {
+	if len(notes) == 0 {
+		return
+	}
+	s.skipMu.Lock()
+	defer s.skipMu.Unlock()
+	s.skipTotal += uint64(len(notes))
+	for _, n := range notes {
+		if s.skipLogged[n] || len(s.skipLogged) >= maxSkipLogged {
+			continue
+		}
+		s.skipLogged[n] = true
+		s.log.Warn("metrics: sample not exported (logged once)", "metric", n.family, "reason", n.reason,
+			"skipped_total", s.skipTotal)
+	}
+}

@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/upsbridge/upsbridge/bridge"
 )
@@ -114,32 +117,18 @@ func (s *Server) Document() StateDoc {
 	return doc
 }
 
-// eventCounts reads the event counter back.
+// eventCounts returns the event counters, ordered by host, type and UPS
+// (the order of their labels' names, as /metrics lists them).
 func (s *Server) eventCounts() []EventCount {
-	out := []EventCount{}
-	mfs, err := s.reg.Gather()
-	if err != nil {
-		return out
+	s.mu.RLock()
+	out := make([]EventCount, 0, len(s.events))
+	for k, n := range s.events {
+		out = append(out, EventCount{UPS: k.ups, Host: k.host, Type: k.typ, Count: float64(n)})
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != "upsbridge_events_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			ec := EventCount{Count: m.GetCounter().GetValue()}
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "ups":
-					ec.UPS = l.GetValue()
-				case "host":
-					ec.Host = l.GetValue()
-				case "type":
-					ec.Type = l.GetValue()
-				}
-			}
-			out = append(out, ec)
-		}
-	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b EventCount) int {
+		return cmp.Or(strings.Compare(a.Host, b.Host), strings.Compare(a.Type, b.Type), strings.Compare(a.UPS, b.UPS))
+	})
 	return out
 }
 
