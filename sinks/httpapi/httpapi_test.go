@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -166,4 +167,38 @@ func TestServeStops(t *testing.T) {
 		t.Fatalf("listen again on %s: %v", s.Addr(), err)
 	}
 	s2.ln.Close()
+}
+
+// Stats with NaN or infinities (JSON has none) still give a valid document,
+// with null in their place, never an empty 200.
+func TestStateDocumentWithNaNStats(t *testing.T) {
+	s := fixtureServer(t)
+	code, body := get(t, s.Handler(), "/api/state")
+	if code != 200 {
+		t.Fatalf("/api/state: %d %s", code, body)
+	}
+	var doc struct {
+		Sources []struct {
+			ID    string         `json:"id"`
+			Stats map[string]any `json:"stats"`
+		} `json:"sources"`
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatalf("/api/state is not JSON: %v\n%s", err, body)
+	}
+	for _, src := range doc.Sources {
+		if src.ID != "s1" {
+			continue
+		}
+		for _, k := range []string{"limit", "floor", "unknown"} {
+			if v, ok := src.Stats[k]; !ok || v != nil {
+				t.Errorf("stats[%q] = %v (present %v), want null", k, v, ok)
+			}
+		}
+		if src.Stats["ratio"] != 0.5 {
+			t.Errorf("a finite stat changed: ratio = %v", src.Stats["ratio"])
+		}
+		return
+	}
+	t.Fatalf("source s1 missing from %s", body)
 }

@@ -3,6 +3,8 @@ package httpapi
 import (
 	"cmp"
 	"encoding/json"
+	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -95,13 +97,13 @@ func (s *Server) Document() StateDoc {
 		doc.UPS = append(doc.UPS, u)
 	}
 	for _, ns := range s.sourceStats() {
-		doc.Sources = append(doc.Sources, SourceDoc{ID: ns.Name, Stats: ns.Stats})
+		doc.Sources = append(doc.Sources, SourceDoc{ID: ns.Name, Stats: jsonSafe(ns.Stats)})
 	}
 	agents := map[string]bool{}
 	for _, ns := range s.sinkStats() {
-		doc.Sinks = append(doc.Sinks, SinkDoc{Name: ns.Name, QueueLength: ns.QueueLength, EventsDropped: ns.Dropped, Stats: ns.Stats})
+		doc.Sinks = append(doc.Sinks, SinkDoc{Name: ns.Name, QueueLength: ns.QueueLength, EventsDropped: ns.Dropped, Stats: jsonSafe(ns.Stats)})
 		if a, ok := ns.Stats["agent"].(string); ok && a != "" {
-			doc.Agents = append(doc.Agents, AgentDoc{Agent: a, Stats: ns.Stats})
+			doc.Agents = append(doc.Agents, AgentDoc{Agent: a, Stats: jsonSafe(ns.Stats)})
 			agents[a] = true
 		}
 	}
@@ -133,11 +135,43 @@ func (s *Server) eventCounts() []EventCount {
 }
 
 func (s *Server) handleState(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(s.Document()); err != nil {
-		s.log.Debug("write /api/state", "err", err)
+	// Encode first: a document that cannot be encoded is a 500 with the
+	// reason, not a 200 with an empty body.
+	data, err := json.MarshalIndent(s.Document(), "", "  ")
+	if err != nil {
+		s.log.Error("encode /api/state", "err", err)
+		http.Error(w, "cannot encode the state document: "+err.Error(), http.StatusInternalServerError)
+		return
 	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(data, '\n'))
+}
+
+// jsonSafe returns stats with NaN and infinite numbers as null, which JSON
+// cannot carry (a stats reporter may compute 0/0).
+func jsonSafe(stats map[string]any) map[string]any {
+	var out map[string]any
+	for k, v := range stats {
+		var f float64
+		switch x := v.(type) {
+		case float64:
+			f = x
+		case float32:
+			f = float64(x)
+		default:
+			continue
+		}
+		if !math.IsNaN(f) && !math.IsInf(f, 0) {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(stats)
+		}
+		out[k] = nil
+	}
+	if out == nil {
+		return stats
+	}
+	return out
 }
