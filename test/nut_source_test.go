@@ -192,15 +192,36 @@ func TestNUTSourceStaleDriver(t *testing.T) {
 	ups.waitFor(i, "reading after SIGCONT", 10*time.Second, status("nut1", "OL"))
 }
 
-// upsd killed: comm lost (refused); restarted: readings again.
+// upsd killed: comm lost (refused); restarted: readings again. The
+// source's stats (for /metrics) follow: connected, polls, errors, connects.
 func TestNUTSourceUPSDRestart(t *testing.T) {
 	u := harness.StartUPSD(t, harness.UPSDOptions{Devices: []harness.NUTDevice{{Name: "dummy", Dev: baseDev}}})
-	_, ups := runSource(t, func(c *nut.Config) { c.Address = u.Addr() })
+	src, ups := runSource(t, func(c *nut.Config) { c.Address = u.Addr() })
 	_, i := ups.waitFor(0, "first reading", 10*time.Second, status("nut1", "OL"))
+	st := src.Stats()
+	if st["connected"] != true || st["polls_total"].(uint64) < 1 || st["connects_total"] != uint64(1) || st["ups_polled"] != int64(1) {
+		t.Errorf("stats while reading: %v", st)
+	}
+	if d := st["last_poll_seconds"].(float64); d <= 0 || d > 5 {
+		t.Errorf("last_poll_seconds = %v", d)
+	}
 	u.Kill()
 	_, i = ups.waitFor(i, "comm lost", 5*time.Second, commLost("nut1"))
+	// The poller reports the loss, then closes its connection: wait for it.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st := src.Stats()
+		if st["connected"] == false && st["poll_errors_total"].(uint64) >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats with upsd down: %v", st)
+		}
+	}
 	u.Start()
 	ups.waitFor(i, "reading after restart", 20*time.Second, status("nut1", "OL"))
+	if st := src.Stats(); st["connected"] != true || st["connects_total"].(uint64) < 2 {
+		t.Errorf("stats after upsd came back: %v", st)
+	}
 }
 
 // A driver that stops: DRIVER-NOT-CONNECTED is comm lost.

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
@@ -50,10 +51,21 @@ type Source struct {
 
 	mu    sync.Mutex
 	names map[string]string // published UPS id -> NUT name
+
+	stats pollStats
+}
+
+// pollStats are the source's counters for Stats; atomics, since Stats is
+// called from the HTTP server while pollers run.
+type pollStats struct {
+	polls, pollErrors, connects atomic.Uint64
+	lastPoll                    atomic.Int64 // duration of the latest LIST VAR, ns
+	pollers, conns              atomic.Int64 // running pollers, their open connections
 }
 
 var (
 	_ bridge.Source           = (*Source)(nil)
+	_ bridge.StatsReporter    = (*Source)(nil)
 	_ bridge.Commander        = (*Source)(nil)
 	_ bridge.VarSetter        = (*Source)(nil)
 	_ bridge.ForcedShutdowner = (*Source)(nil)
@@ -77,6 +89,22 @@ func New(cfg Config, log *slog.Logger) *Source {
 
 // ID implements bridge.Source.
 func (s *Source) ID() string { return s.cfg.ID }
+
+// Stats implements bridge.StatsReporter: polls and their errors, connects
+// to upsd, the latest LIST VAR round trip, and "connected" while every
+// poller has its connection to upsd.
+func (s *Source) Stats() map[string]any {
+	pollers, conns := s.stats.pollers.Load(), s.stats.conns.Load()
+	return map[string]any{
+		"server":            s.cfg.Address,
+		"ups_polled":        pollers,
+		"polls_total":       s.stats.polls.Load(),
+		"poll_errors_total": s.stats.pollErrors.Load(),
+		"connects_total":    s.stats.connects.Load(),
+		"last_poll_seconds": time.Duration(s.stats.lastPoll.Load()).Seconds(),
+		"connected":         pollers > 0 && conns == pollers,
+	}
+}
 
 // PublishedID returns the UPS id under which a UPS of this source is
 // published: the source id for a single UPS, <id>_<name> (sanitised) for
@@ -203,11 +231,9 @@ type poller struct {
 // that upsd no longer knows the UPS ("*" mode).
 func (s *Source) poll(ctx context.Context, out chan<- bridge.Update, id, name string, unknown chan<- string) {
 	p := &poller{s: s, id: id, name: name, log: s.log.With("ups", id, "nut_ups", name)}
-	defer func() {
-		if p.conn != nil {
-			p.conn.Close()
-		}
-	}()
+	s.stats.pollers.Add(1)
+	defer s.stats.pollers.Add(-1)
+	defer p.closeConn()
 	attempt := 0
 	for ctx.Err() == nil {
 		if p.conn == nil {
@@ -224,11 +250,19 @@ func (s *Source) poll(ctx context.Context, out chan<- bridge.Update, id, name st
 				continue
 			}
 			p.conn = c
+			s.stats.conns.Add(1)
+			s.stats.connects.Add(1)
 			p.infoAt = time.Time{}
 		}
 		start := time.Now()
 		interval := s.cfg.PollInterval
 		vars, err := p.listVar(ctx)
+		s.stats.lastPoll.Store(int64(time.Since(start)))
+		if err != nil {
+			s.stats.pollErrors.Add(1)
+		} else {
+			s.stats.polls.Add(1)
+		}
 		switch {
 		case err == nil:
 			attempt = 0
@@ -265,14 +299,22 @@ func (s *Source) poll(ctx context.Context, out chan<- bridge.Update, id, name st
 			if p.conn.Err() != nil {
 				// The connection is gone: reconnect at once (an idle drop
 				// or a restarted upsd), backing off only if that fails.
-				p.conn.Close()
-				p.conn = nil
+				p.closeConn()
 				continue
 			}
 		}
 		if !p.wait(ctx, start.Add(interval)) {
 			return
 		}
+	}
+}
+
+// closeConn closes the poll connection, if any.
+func (p *poller) closeConn() {
+	if p.conn != nil {
+		p.conn.Close()
+		p.conn = nil
+		p.s.stats.conns.Add(-1)
 	}
 }
 
@@ -298,8 +340,7 @@ func (p *poller) wait(ctx context.Context, next time.Time) bool {
 		}
 		if p.conn != nil {
 			if _, err := p.conn.NetVer(ctx); err != nil && p.conn.Err() != nil {
-				p.conn.Close()
-				p.conn = nil
+				p.closeConn()
 				return true // poll now, which reconnects
 			}
 		}
