@@ -51,6 +51,8 @@ type Sink struct {
 	refused bool           // a refusal was reported and not yet cleared
 	stale   bool           // the decoded head must be read again
 	done    map[int64]bool // delivered out of order (blip partners), not yet acknowledged
+
+	st sinkStats // numbers for Stats (stats.go)
 }
 
 // newSink builds the delivery core around a service. secrets are redacted
@@ -118,6 +120,7 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 	s.sp = sp
 	defer sp.Close()
 	s.loadDone()
+	s.refreshDepth()
 	if n := sp.Len(); n > 0 {
 		s.log.Info("notifier has queued messages from before; delivering them", "queued", n)
 	}
@@ -166,6 +169,8 @@ func (s *Sink) ingest(ctx context.Context, q *bridge.Queue) {
 			if m.Kind == bridge.MessageEvent && s.filter.match(m.Event) {
 				if b, err := json.Marshal(newRecord(m.Event, s.nextSeq(), time.Now())); err == nil {
 					batch = append(batch, b)
+				} else {
+					s.noteDropped(1)
 				}
 			}
 			if len(batch) >= ingestBatch || q.Len() == 0 {
@@ -180,7 +185,9 @@ func (s *Sink) ingest(ctx context.Context, q *bridge.Queue) {
 		}
 		if err := s.sp.AppendBatch(batch); err != nil {
 			s.log.Error("notifier cannot queue events; they are lost", "events", len(batch), "err", err)
+			s.noteDropped(len(batch))
 		}
+		s.refreshDepth()
 		if !ok {
 			return
 		}
@@ -285,6 +292,8 @@ func (s *Sink) deliver(ctx context.Context) {
 		}
 		if recs[0].Seq == -1 {
 			_ = s.sp.Ack()
+			s.noteDropped(1)
+			s.refreshDepth()
 			recs = recs[1:]
 			continue
 		}
@@ -295,12 +304,14 @@ func (s *Sink) deliver(ctx context.Context) {
 			continue
 		}
 		if avail := s.lim.available(now); avail == 0 {
+			s.st.rateLimited.Add(1)
 			s.wait(ctx, s.lim.nextFree(), false)
 			continue
 		}
 		var m message
+		isDigest := false
 		if !single && s.c.RateLimit > 0 && s.sp.Len() > s.lim.available(now) && len(units) > 1 {
-			m = s.pack(recs, units)
+			m, isDigest = s.pack(recs, units)
 		} else {
 			m = s.render.render(pick(recs, units[0]))
 		}
@@ -310,6 +321,7 @@ func (s *Sink) deliver(ctx context.Context) {
 			return
 		}
 		if err == nil {
+			s.noteSuccess(m, isDigest)
 			if s.refused {
 				s.log.Info("notifier works again", "queued", s.sp.Len())
 				s.refused = false
@@ -321,9 +333,11 @@ func (s *Sink) deliver(ctx context.Context) {
 			recs = recs[s.delivered(recs, m):]
 			continue
 		}
+		s.noteFailure(err)
 		kind, hint := classify(err)
 		switch kind {
 		case refused:
+			s.st.refused.Store(true)
 			if !s.refused {
 				s.refused = true
 				s.log.Error("NOTIFIER REFUSED: the service rejects this notifier's URL, key or token; fix the config. "+
@@ -339,12 +353,14 @@ func (s *Sink) deliver(ctx context.Context) {
 				continue
 			}
 			s.log.Error("notification rejected by the service and dropped", "event", m.Event, "ups", m.UPS, "err", err)
+			s.noteDropped(len(m.Records))
 			attempt = 0
 			recs = recs[s.delivered(recs, m):]
 		default:
 			attempt++
 			if s.c.MaxAttempts > 0 && attempt >= s.c.MaxAttempts {
 				s.log.Error("notification dropped after failed attempts", "attempts", attempt, "event", m.Event, "ups", m.UPS, "err", err)
+				s.noteDropped(len(m.Records))
 				attempt = 0
 				recs = recs[s.delivered(recs, m):]
 				continue
@@ -371,8 +387,9 @@ func pick(recs []record, u unit) []record {
 	return out
 }
 
-// pack renders as many units as fit into one digest.
-func (s *Sink) pack(recs []record, units []unit) message {
+// pack renders as many units as fit into one digest; the bool says whether
+// it is one (a single unit that fits alone is sent as itself).
+func (s *Sink) pack(recs []record, units []unit) (message, bool) {
 	max := s.svc.maxBytes()
 	var msgs []message
 	size := 64 // title and slack
@@ -386,9 +403,9 @@ func (s *Sink) pack(recs []record, units []unit) message {
 		msgs = append(msgs, m)
 	}
 	if len(msgs) == 1 {
-		return msgs[0]
+		return msgs[0], false
 	}
-	return digest(msgs, s.c.Language)
+	return digest(msgs, s.c.Language), true
 }
 
 // attempt sends once with the attempt timeout; panics in a service are
@@ -421,6 +438,7 @@ func (s *Sink) delivered(recs []record, m message) int {
 		s.log.Error("notifier cannot acknowledge delivered messages; they may be sent again", "err", err)
 		s.stale = true
 	}
+	s.refreshDepth()
 	s.saveDone()
 	return n
 }
