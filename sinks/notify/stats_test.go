@@ -83,7 +83,7 @@ func num(st map[string]any, k string) float64 {
 // the events stay queued and last_error carries the scrubbed error; once it
 // answers, the queue empties into sent_total. Stats is read concurrently
 // all along (run with -race).
-func TestStatsFailThenDeliver(t *testing.T) {
+func TestNotifierStatsFailThenDeliver(t *testing.T) {
 	const secret = "sekrit-key-4711"
 	c := common("wecom")
 	c.FlapWindow, c.RetryMin, c.RetryMax = 0, 5*time.Millisecond, 20*time.Millisecond
@@ -170,7 +170,7 @@ func TestStatsFailThenDeliver(t *testing.T) {
 
 // TestStatsDropsAndRefusals says what dropped_total counts and what it
 // does not.
-func TestStatsDropsAndRefusals(t *testing.T) {
+func TestNotifierStatsDropsAndRefusals(t *testing.T) {
 	tests := []struct {
 		name        string
 		events      []string // the notifier's events filter
@@ -236,7 +236,7 @@ func TestStatsDropsAndRefusals(t *testing.T) {
 
 // TestStatsDigestAndRateLimit: a backlog beyond the rate limit goes out as
 // one digest; the next event waits for the window (rate_limited_total).
-func TestStatsDigestAndRateLimit(t *testing.T) {
+func TestNotifierStatsDigestAndRateLimit(t *testing.T) {
 	c := common("wecom")
 	c.FlapWindow, c.RateLimit, c.RateWindow = 0, 1, 300*time.Millisecond
 	c.Events = []string{"all"}
@@ -261,7 +261,7 @@ func TestStatsDigestAndRateLimit(t *testing.T) {
 // TestStatsWeComScrubsKey goes through the real WeCom service: the
 // endpoint fails with a body that echoes the key, and last_error must not
 // carry it (nor any log line).
-func TestStatsWeComScrubsKey(t *testing.T) {
+func TestNotifierStatsWeComScrubsKey(t *testing.T) {
 	const key = "wecom-robot-key-0042"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
