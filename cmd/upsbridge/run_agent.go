@@ -117,6 +117,12 @@ func startAgent(r *runState) error {
 	if err != nil {
 		return err
 	}
+	if r.cfg.HTTP.Listen != "" {
+		// The HTTP endpoint (/metrics, /api/state) reads the stats of the
+		// bridge's sinks; the agent is not one otherwise. Without the
+		// endpoint nothing would read them.
+		r.bridge.AddSink(agent.StatsSink())
+	}
 	log.Info("shutdown agent configured", "supplies", supplies, "stages", len(a.Stages), "dry_run", a.DryRun, "require_signed", a.RequireSigned, "state_file", a.StateFile)
 	r.Go(func(ctx context.Context) error {
 		wctx, stopWatcher := context.WithCancel(context.WithoutCancel(ctx))

@@ -54,6 +54,8 @@ type Agent struct {
 	lastSnap    Snapshot
 	lastPub     time.Time
 	lastAction  string
+
+	st agentStats // numbers for Stats (stats.go)
 }
 
 type pubMsg struct {
@@ -122,7 +124,9 @@ func NewAgent(opts Options) (*Agent, error) {
 		log.Warn("resuming an outage after a restart", "outage_start", prog.OutageStart, "ran", prog.Ran, "final_started", prog.Final)
 	}
 	a := &Agent{opts: opts, log: log, work: make(chan Action, 64), pubs: make(chan pubMsg, 256)}
-	a.pol = NewPolicy(opts.Policy, time.Now(), prog)
+	now := time.Now()
+	a.pol = NewPolicy(opts.Policy, now, prog)
+	a.setView(a.pol.Snapshot(now), now, a.pol.prog.OutageStart)
 	return a, nil
 }
 
@@ -187,7 +191,10 @@ func (a *Agent) do(ctx context.Context, act Action, now time.Time) {
 	if a.opts.OnDecision != nil {
 		a.opts.OnDecision(act, now)
 	}
-	if act.Kind != ActWarn {
+	if act.Kind == ActWarn {
+		a.st.warnings.Add(1)
+	} else {
+		a.st.decisions.Add(1)
 		last := act.Kind.String()
 		if act.Stage != "" {
 			last += " " + act.Stage
@@ -224,6 +231,7 @@ func (a *Agent) enqueue(act Action) {
 	select {
 	case a.work <- act:
 	default:
+		a.st.actionsFailed.Add(1)
 		a.log.Error("command queue full; command skipped", "stage", act.Stage, "kind", act.Kind.String())
 	}
 }
@@ -244,6 +252,7 @@ func (a *Agent) worker(ctx context.Context) {
 			err := a.opts.Exec.Run(ctx, what, act.Command)
 			switch {
 			case err != nil:
+				a.st.actionsFailed.Add(1)
 				a.event(ctx, string(bridge.EventStageFailed), act.Stage, "", fmt.Sprintf("Host %s: %s failed: %v", a.opts.ID, what, err), bridge.EventStageFailed)
 			case act.Kind == ActUndo:
 				a.event(ctx, string(bridge.EventUndo), act.Stage, "", fmt.Sprintf("Host %s undid stage %s: mains returned", a.opts.ID, act.Stage), bridge.EventUndo)
@@ -257,6 +266,7 @@ func (a *Agent) poweroff(ctx context.Context, act Action) {
 	defer a.wg.Done()
 	if len(act.Command) > 0 {
 		if err := a.opts.Exec.Run(ctx, "stage "+act.Stage, act.Command); err != nil {
+			a.st.actionsFailed.Add(1)
 			a.event(ctx, string(bridge.EventStageFailed), act.Stage, "", fmt.Sprintf("Host %s: final stage command failed (powering off anyway): %v", a.opts.ID, err), bridge.EventStageFailed)
 		}
 	}
@@ -267,6 +277,7 @@ func (a *Agent) poweroff(ctx context.Context, act Action) {
 	}
 	a.event(ctx, string(bridge.EventShutdown), act.Stage, act.UPS, fmt.Sprintf("Host %s is shutting down: %s", a.opts.ID, act.Reason), bridge.EventShutdown)
 	if err := a.opts.Exec.Poweroff(ctx); err != nil {
+		a.st.actionsFailed.Add(1)
 		a.log.Error("power off failed", "err", err)
 		a.event(ctx, string(bridge.EventStageFailed), act.Stage, "", fmt.Sprintf("Host %s: power off failed: %v", a.opts.ID, err), bridge.EventStageFailed)
 	}
@@ -315,6 +326,7 @@ func (a *Agent) publisher(ctx context.Context) {
 // heartbeat, or when forced (after a reconnect, before powering off).
 func (a *Agent) publishState(ctx context.Context, now time.Time, force bool) {
 	sn := a.pol.Snapshot(now)
+	a.setView(sn, now, a.pol.prog.OutageStart)
 	a.mu.Lock()
 	cmp := sn
 	cmp.NextStageIn = nil
