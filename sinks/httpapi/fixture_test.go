@@ -45,7 +45,7 @@ func fixtureServer(t testing.TB) *Server {
 		{Sink: fakeSink{"mqtt", map[string]any{"connected": true, "queue_depth": 4, "published_total": uint64(99), "broker": "tcp://b:1883"}},
 			Queue: bridge.NewQueue("mqtt", 0, nil)},
 		{Sink: fakeSink{"wecom-ops", map[string]any{"queue_depth": 2, "failures_total": uint64(5),
-			"last_error": "45009 \"quota\"\nline2 \\ back"}}, Queue: bridge.NewQueue("wecom-ops", 0, nil)},
+			"last_error": "45009 \"quota\"\nline2 \\ back", "channel": "ops \"room\"\nline2 \\ back"}}, Queue: bridge.NewQueue("wecom-ops", 0, nil)},
 		{Sink: fakeSink{"agent-web01", map[string]any{"agent": "web01", "status": "staging", "stage": "shed-load",
 			"next_stage": "poweroff", "next_stage_in_s": 42.5, "connected": true}}, Queue: bridge.NewQueue("agent-web01", 0, nil)},
 		{Sink: s, Queue: bridge.NewQueue("http", 0, nil)},

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/upsbridge/upsbridge/bridge"
 )
@@ -172,6 +173,11 @@ func collectStats(m *metricSet, kind, name string, st map[string]any) {
 		}
 		v := st[k]
 		if str, ok := v.(string); ok {
+			if k == "error" || strings.HasSuffix(k, "_error") {
+				// Free text: as a label every distinct message would be a
+				// new series. It is in /api/state.
+				continue
+			}
 			m.add(descInfo, 1, kind, name, k, str)
 			continue
 		}

@@ -558,6 +558,8 @@ func (d *Discovery) scan(ctx context.Context) error {
 	}
 	mu.Lock()
 	closed = true
+	// configs belongs to the sink goroutine once handed over: count first.
+	ours, counters := len(configs), len(energy)
 	d.mu.Lock()
 	d.stale, d.scanned = configs, true
 	for k, v := range energy {
@@ -571,7 +573,7 @@ func (d *Discovery) scan(ctx context.Context) error {
 	if _, err := cm.Publish(pctx, &paho.Publish{Topic: d.scanTopic(), Payload: []byte("done"), QoS: 1}); err != nil {
 		d.log.Warn("hass scan: publish done notice", "err", err)
 	}
-	d.log.Debug("scan of retained discovery configs done", "ours", len(configs), "energy_counters", len(energy))
+	d.log.Debug("scan of retained discovery configs done", "ours", ours, "energy_counters", counters)
 	return nil
 }
 
