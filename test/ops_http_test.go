@@ -65,6 +65,29 @@ func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
 
 // value returns the value of the sample of family name whose labels
 // include want, and whether there is one.
+// metricCheck is one expectation on a scraped series.
+type metricCheck struct {
+	name   string
+	labels map[string]string
+	check  func(float64) bool
+	want   string
+}
+
+// checkMetrics reports every series that is missing or fails its check.
+func checkMetrics(t *testing.T, mfs map[string]*dto.MetricFamily, checks []metricCheck) {
+	t.Helper()
+	for _, c := range checks {
+		v, ok := value(mfs, c.name, c.labels)
+		if !ok {
+			t.Errorf("%s%v: missing from /metrics", c.name, c.labels)
+			continue
+		}
+		if !c.check(v) {
+			t.Errorf("%s%v = %v, want %s", c.name, c.labels, v, c.want)
+		}
+	}
+}
+
 func value(mfs map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
 	mf := mfs[name]
 	if mf == nil {
@@ -138,12 +161,7 @@ sources:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	checks := []struct {
-		name   string
-		labels map[string]string
-		check  func(float64) bool
-		want   string
-	}{
+	checkMetrics(t, mfs, []metricCheck{
 		{"upsbridge_build_info", map[string]string{"bridge_id": "ops-test"}, func(v float64) bool { return v == 1 }, "1"},
 		{"upsbridge_ups_variable", map[string]string{"ups": "sim-ups", "var": "battery.charge"}, func(v float64) bool { return v > 0 && v <= 100 }, "0 < charge <= 100"},
 		{"upsbridge_ups_variable", map[string]string{"ups": "sim-ups", "var": "ups.load"}, func(v float64) bool { return v >= 0 }, ">= 0"},
@@ -153,17 +171,7 @@ sources:
 		{"upsbridge_mqtt_queue_depth", nil, func(v float64) bool { return v >= 0 }, ">= 0"},
 		{"upsbridge_sink_queue_length", map[string]string{"sink": "mqtt"}, func(v float64) bool { return v >= 0 }, ">= 0"},
 		{"process_resident_memory_bytes", nil, func(v float64) bool { return v > 0 }, "> 0"},
-	}
-	for _, c := range checks {
-		v, ok := value(mfs, c.name, c.labels)
-		if !ok {
-			t.Errorf("%s%v: missing from /metrics", c.name, c.labels)
-			continue
-		}
-		if !c.check(v) {
-			t.Errorf("%s%v = %v, want %s", c.name, c.labels, v, c.want)
-		}
-	}
+	})
 	if mf := mfs["upsbridge_events_total"]; mf.GetType() != dto.MetricType_COUNTER {
 		t.Errorf("upsbridge_events_total is a %v, want a counter", mf.GetType())
 	}

@@ -120,12 +120,7 @@ agent:
 		t.Fatal("the failing endpoint was never asked with the key; the failures are not its")
 	}
 
-	checks := []struct {
-		name   string
-		labels map[string]string
-		check  func(float64) bool
-		want   string
-	}{
+	checkMetrics(t, mfs, []metricCheck{
 		{"upsbridge_sink_failures_total", notifier, func(v float64) bool { return v >= 2 }, ">= 2"},
 		{"upsbridge_sink_queue_depth", notifier, func(v float64) bool { return v >= 1 }, ">= 1 (events wait on disk)"},
 		{"upsbridge_sink_sent_total", notifier, func(v float64) bool { return v == 0 }, "0"},
@@ -137,17 +132,7 @@ agent:
 		{"upsbridge_agent_next_stage_seconds", map[string]string{"agent": "host1", "next_stage": "later"}, func(v float64) bool { return v > 3500 && v <= 3600 }, "just under an hour"},
 		{"upsbridge_sink_decisions_total", map[string]string{"sink": "agent-host1"}, func(v float64) bool { return v >= 2 }, ">= 2 (outage start, stage shed)"},
 		{"upsbridge_sink_actions_failed_total", map[string]string{"sink": "agent-host1"}, func(v float64) bool { return v == 0 }, "0"},
-	}
-	for _, c := range checks {
-		v, ok := value(mfs, c.name, c.labels)
-		if !ok {
-			t.Errorf("%s%v: missing from /metrics", c.name, c.labels)
-			continue
-		}
-		if !c.check(v) {
-			t.Errorf("%s%v = %v, want %s", c.name, c.labels, v, c.want)
-		}
-	}
+	})
 	if mf := mfs["upsbridge_sink_failures_total"]; mf.GetType() != dto.MetricType_COUNTER {
 		t.Errorf("upsbridge_sink_failures_total is a %v, want a counter", mf.GetType())
 	}
