@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sync"
 	"testing"
@@ -188,38 +187,6 @@ func TestSlowSinkDoesNotBlockCore(t *testing.T) {
 		}
 		cancel()
 		<-done
-	})
-}
-
-func TestStatePayload(t *testing.T) {
-	st := &State{
-		UPS: "nas-ups", Time: time.Date(2026, 3, 1, 12, 0, 0, 123e6, time.UTC), Seq: 7,
-		Status: ParseStatus("OB DISCHRG LB"), Critical: true,
-		Vars: Vars{"ups.status": "OB DISCHRG LB", "battery.charge": "0055.40", "battery.runtime": "n/a", "ups.model": "1500"},
-	}
-	data, err := json.Marshal(NewStatePayload(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `{"ups":"nas-ups","ts":"2026-03-01T12:00:00.123Z","seq":7,"status":"OB DISCHRG LB","flags":["OB","DISCHRG","LB"],"on_battery":true,"low_battery":true,"critical":true,"vars":{"battery.charge":55.4,"battery.runtime":"n/a","ups.model":"1500","ups.status":"OB DISCHRG LB"}}`
-	if string(data) != want {
-		t.Fatalf("payload\n got %s\nwant %s", data, want)
-	}
-	p, ts, err := DecodeState(data)
-	if err != nil || p.UPS != "nas-ups" || !ts.Equal(st.Time) {
-		t.Fatalf("DecodeState = %+v %v %v", p, ts, err)
-	}
-}
-
-func FuzzDecodeState(f *testing.F) {
-	f.Add([]byte(`{"ups":"a","ts":"2026-03-01T12:00:00.123Z","seq":1,"status":"OL","flags":["OL"],"vars":{}}`))
-	f.Add([]byte(`{"ups":"../x","ts":"x"}`))
-	f.Add([]byte(`[]`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		p, _, err := DecodeState(data)
-		if err == nil && !IDPattern.MatchString(p.UPS) {
-			t.Fatalf("accepted bad ups id %q", p.UPS)
-		}
 	})
 }
 

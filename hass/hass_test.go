@@ -19,6 +19,7 @@ import (
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/hass"
 	"github.com/upsbridge/upsbridge/hass/hacheck"
+	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -331,7 +332,7 @@ func TestTemplates(t *testing.T) {
 	}
 	for _, st := range states {
 		d := hass.UPSDevice(o, st)
-		p, _ := json.Marshal(bridge.NewStatePayload(st))
+		p, _ := json.Marshal(mqttwire.NewStatePayload(st, "test", 1, time.Now()))
 		addJobs(st.UPS, d, p, nil)
 		// Broken: numeric values that do not parse, and missing ones.
 		bad := st.Vars.Clone()
@@ -350,7 +351,7 @@ func TestTemplates(t *testing.T) {
 		}
 		bst := *st
 		bst.Vars = bad
-		p, _ = json.Marshal(bridge.NewStatePayload(&bst))
+		p, _ = json.Marshal(mqttwire.NewStatePayload(&bst, "test", 1, time.Now()))
 		addJobs(st.UPS+" (broken)", hass.UPSDevice(o, st), p, broken)
 	}
 	// Agent: a full state, a partial one and the Will.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/bridge/signing"
+	"github.com/upsbridge/upsbridge/mqttwire"
 	"github.com/upsbridge/upsbridge/sinks/shutdown"
 	"github.com/upsbridge/upsbridge/test/harness"
 )
@@ -91,7 +92,7 @@ func (r *agentRig) state(status string, ts time.Time, charge int) {
 	st := &bridge.State{UPS: "ups1", Time: ts, Seq: r.seq, Status: bridge.ParseStatus(status),
 		Vars: bridge.Vars{"ups.status": status, "battery.charge": strconv.Itoa(charge), "battery.runtime": "1200"}, Comm: true}
 	st.Critical = st.Status.Has(bridge.FSD) || (st.OnBattery() && st.LowBattery())
-	p := bridge.NewStatePayload(st)
+	p := mqttwire.NewStatePayload(st, "test", 1, time.Now())
 	if r.signer != nil {
 		if err := r.signer.SignState(&p); err != nil {
 			r.t.Fatal(err)
@@ -302,7 +303,7 @@ func signedPayload(t *testing.T, s *signing.Signer, status string, ts time.Time,
 	t.Helper()
 	st := &bridge.State{UPS: "ups1", Time: ts, Seq: seq, Status: bridge.ParseStatus(status), Vars: bridge.Vars{"ups.status": status}, Comm: true}
 	st.Critical = st.Status.Has(bridge.FSD)
-	p := bridge.NewStatePayload(st)
+	p := mqttwire.NewStatePayload(st, "test", 1, time.Now())
 	if err := s.SignState(&p); err != nil {
 		t.Fatal(err)
 	}

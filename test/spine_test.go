@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/mqttwire"
 	"github.com/upsbridge/upsbridge/sinks/mqtt"
 	"github.com/upsbridge/upsbridge/test/harness"
 )
@@ -23,7 +24,7 @@ func eventTypes(msgs []harness.Msg, topic string) []string {
 		if m.Topic != topic {
 			continue
 		}
-		var p bridge.EventPayload
+		var p mqttwire.EventPayload
 		if err := json.Unmarshal([]byte(m.Payload), &p); err == nil {
 			out = append(out, p.Type)
 		}

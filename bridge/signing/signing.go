@@ -2,11 +2,8 @@
 // with Ed25519, so that agents, which power machines off on a message, act
 // only on what the bridge said.
 //
-// The signature covers a canonical form: a domain label ("upsbridge-state-v1"
-// or "upsbridge-event-v1"), a newline, and the payload re-encoded by
-// encoding/json from its parsed fields with sig empty. Verifying the parsed
-// fields (not the bytes received) means what is checked is exactly what is
-// used: duplicate keys or unknown fields cannot smuggle in anything else.
+// The signature covers the wire contract's canonical form
+// (mqttwire.CanonicalState and CanonicalEvent).
 //
 // Replay protection is [Guard]: per UPS, a message must be newer than the
 // last accepted one (ts, then seq), and not older than a maximum age.
@@ -17,7 +14,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -26,12 +22,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
-)
-
-// Domain labels separate the kinds of signed message.
-const (
-	stateDomain = "upsbridge-state-v1\n"
-	eventDomain = "upsbridge-event-v1\n"
+	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
 // Errors returned by verification.
@@ -48,32 +39,9 @@ type Signer struct{ key ed25519.PrivateKey }
 // NewSigner returns a signer for key.
 func NewSigner(key ed25519.PrivateKey) *Signer { return &Signer{key: key} }
 
-// CanonicalState returns the bytes a state signature covers.
-func CanonicalState(p bridge.StatePayload) ([]byte, error) {
-	p.Sig = ""
-	if p.Flags == nil {
-		p.Flags = []string{}
-	}
-	data, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("canonical state of %q: %w", p.UPS, err)
-	}
-	return append([]byte(stateDomain), data...), nil
-}
-
-// CanonicalEvent returns the bytes an event signature covers.
-func CanonicalEvent(p bridge.EventPayload) ([]byte, error) {
-	p.Sig = ""
-	data, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("canonical event of %q: %w", p.UPS, err)
-	}
-	return append([]byte(eventDomain), data...), nil
-}
-
 // SignState sets p.Sig.
-func (s *Signer) SignState(p *bridge.StatePayload) error {
-	msg, err := CanonicalState(*p)
+func (s *Signer) SignState(p *mqttwire.StatePayload) error {
+	msg, err := mqttwire.CanonicalState(*p)
 	if err != nil {
 		return err
 	}
@@ -82,8 +50,8 @@ func (s *Signer) SignState(p *bridge.StatePayload) error {
 }
 
 // SignEvent sets p.Sig.
-func (s *Signer) SignEvent(p *bridge.EventPayload) error {
-	msg, err := CanonicalEvent(*p)
+func (s *Signer) SignEvent(p *mqttwire.EventPayload) error {
+	msg, err := mqttwire.CanonicalEvent(*p)
 	if err != nil {
 		return err
 	}
@@ -112,8 +80,8 @@ func (v *Verifier) check(sig string, msg []byte) error {
 }
 
 // VerifyState checks a decoded state payload's signature.
-func (v *Verifier) VerifyState(p bridge.StatePayload) error {
-	msg, err := CanonicalState(p)
+func (v *Verifier) VerifyState(p mqttwire.StatePayload) error {
+	msg, err := mqttwire.CanonicalState(p)
 	if err != nil {
 		return err
 	}
@@ -124,8 +92,8 @@ func (v *Verifier) VerifyState(p bridge.StatePayload) error {
 }
 
 // VerifyEvent checks a decoded event payload's signature.
-func (v *Verifier) VerifyEvent(p bridge.EventPayload) error {
-	msg, err := CanonicalEvent(p)
+func (v *Verifier) VerifyEvent(p mqttwire.EventPayload) error {
+	msg, err := mqttwire.CanonicalEvent(p)
 	if err != nil {
 		return err
 	}

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
 func signedState(t *testing.T, s *Signer) []byte {
 	t.Helper()
 	st := &bridge.State{UPS: "nas-ups", Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Seq: 7,
 		Status: bridge.ParseStatus("OB DISCHRG"), Vars: bridge.Vars{"ups.status": "OB DISCHRG", "battery.charge": "87", "ups.model": "Back-UPS <\"x\">"}, Comm: true}
-	p := bridge.NewStatePayload(st)
+	p := mqttwire.NewStatePayload(st, "test", 1, time.Now())
 	if err := s.SignState(&p); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestStateRoundTripAndForgery(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, _, err := bridge.DecodeState(tc.payload)
+			p, _, err := mqttwire.DecodeState(tc.payload)
 			if err != nil {
 				t.Fatalf("decode: %v", err)
 			}
@@ -61,7 +62,7 @@ func TestStateRoundTripAndForgery(t *testing.T) {
 
 func TestEvent(t *testing.T) {
 	pub, priv, _ := GenerateKey()
-	p := bridge.EventPayload{UPS: "u", TS: "2026-01-01T00:00:00.000Z", Type: "ONBATT", Message: "m", Status: "OB"}
+	p := mqttwire.EventPayload{UPS: "u", TS: "2026-01-01T00:00:00.000Z", Type: "ONBATT", Message: "m", Status: "OB"}
 	if err := NewSigner(priv).SignEvent(&p); err != nil {
 		t.Fatal(err)
 	}

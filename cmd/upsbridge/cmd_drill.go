@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/mqttwire"
 	"github.com/upsbridge/upsbridge/sinks/shutdown"
 	srcmqtt "github.com/upsbridge/upsbridge/sources/mqtt"
 	"github.com/upsbridge/upsbridge/sources/sim"
@@ -61,7 +62,7 @@ func cmdDrill(_ context.Context, args []string, io stdio) int {
 		if ok {
 			for _, s := range a.Supplies {
 				st := &bridge.State{UPS: s.UPS, Time: now, Status: bridge.ParseStatus(vars[bridge.VarStatus]), Vars: vars, Comm: true}
-				p := bridge.NewStatePayload(st)
+				p := mqttwire.NewStatePayload(st, "drill", 1, now)
 				pol.Observe(srcmqtt.News{Kind: srcmqtt.KindState, UPS: s.UPS, At: now, Reading: srcmqtt.ReadingFrom(p, now)})
 			}
 		}

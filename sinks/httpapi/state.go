@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
 // StateDoc is the JSON of GET /api/state. Its fields are public API.
@@ -29,7 +30,7 @@ type StateDoc struct {
 
 // UPSDoc is one UPS: the MQTT state payload plus what only the bridge knows.
 type UPSDoc struct {
-	bridge.StatePayload
+	mqttwire.StatePayload
 	Source         string `json:"source,omitempty"`
 	Communicating  bool   `json:"communicating"`
 	Gone           bool   `json:"gone"`
@@ -39,9 +40,9 @@ type UPSDoc struct {
 // AgentDoc is a shutdown agent running in this process: its reported stats,
 // or else the last event it emitted.
 type AgentDoc struct {
-	Agent     string               `json:"agent"`
-	Stats     map[string]any       `json:"stats,omitempty"`
-	LastEvent *bridge.EventPayload `json:"last_event,omitempty"`
+	Agent     string                 `json:"agent"`
+	Stats     map[string]any         `json:"stats,omitempty"`
+	LastEvent *mqttwire.EventPayload `json:"last_event,omitempty"`
 }
 
 // SourceDoc is a source with its reported stats.
@@ -84,7 +85,7 @@ func (s *Server) Document() StateDoc {
 	}
 	doc.Ready = len(doc.Problems) == 0
 	for _, st := range s.snapshot() {
-		u := UPSDoc{StatePayload: bridge.NewStatePayload(st), Communicating: st.Comm && !st.Gone, Gone: st.Gone}
+		u := UPSDoc{StatePayload: mqttwire.NewStatePayload(st, s.opts.BridgeID, 0, st.Time), Communicating: st.Comm && !st.Gone, Gone: st.Gone}
 		if st.Time.IsZero() {
 			u.TS = ""
 		}
@@ -110,7 +111,7 @@ func (s *Server) Document() StateDoc {
 	s.mu.RLock()
 	for host, ev := range s.agentEvents {
 		if !agents[host] {
-			p := bridge.NewEventPayload(ev)
+			p := mqttwire.NewEventPayload(ev, s.opts.BridgeID)
 			doc.Agents = append(doc.Agents, AgentDoc{Agent: host, LastEvent: &p})
 		}
 	}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/bridge/spool"
+	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
 // Options configure the sink.
@@ -36,6 +37,9 @@ type Options struct {
 	Conn        ConnOptions
 	TopicPrefix string
 	BridgeID    string
+	// Epoch orders this run's states after every earlier run's (see
+	// mqttwire.StatePayload); it must only grow across restarts.
+	Epoch uint64
 	// SpoolDir holds events not yet acknowledged by the broker.
 	SpoolDir string
 	// Commands, when set, enables the command and set topics.
@@ -54,8 +58,8 @@ type Options struct {
 
 // Signer signs payloads in place (sets their sig field).
 type Signer interface {
-	SignState(p *bridge.StatePayload) error
-	SignEvent(p *bridge.EventPayload) error
+	SignState(p *mqttwire.StatePayload) error
+	SignEvent(p *mqttwire.EventPayload) error
 }
 
 // Message is one MQTT publication.
@@ -293,7 +297,7 @@ func (s *Sink) accept(m bridge.Message) {
 		s.states[m.State.UPS] = m.State
 		s.dirty[m.State.UPS] = true
 	case bridge.MessageEvent:
-		p := bridge.NewEventPayload(m.Event)
+		p := mqttwire.NewEventPayload(m.Event, s.opts.BridgeID)
 		if s.opts.Sign != nil {
 			if err := s.opts.Sign.SignEvent(&p); err != nil {
 				s.log.Error("sign event", "ups", p.UPS, "event", p.Type, "err", err)
@@ -363,7 +367,7 @@ func (s *Sink) flush(ctx context.Context) bool {
 			s.log.Error("read event spool", "err", err)
 			return true
 		}
-		var p bridge.EventPayload
+		var p mqttwire.EventPayload
 		if err := json.Unmarshal(data, &p); err != nil || !bridge.IDPattern.MatchString(p.UPS) {
 			s.log.Error("unreadable event in spool dropped", "err", err)
 			_ = s.spool.Ack()
@@ -399,7 +403,7 @@ func (s *Sink) publishState(ctx context.Context, st *bridge.State) bool {
 	if st.Time.IsZero() {
 		return true // never read: nothing to say but "offline"
 	}
-	p := bridge.NewStatePayload(st)
+	p := mqttwire.NewStatePayload(st, s.opts.BridgeID, s.opts.Epoch, time.Now())
 	if s.opts.Sign != nil {
 		if err := s.opts.Sign.SignState(&p); err != nil {
 			s.log.Error("sign state", "ups", st.UPS, "err", err)

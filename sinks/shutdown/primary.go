@@ -13,6 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/mqttwire"
 	mqttsink "github.com/upsbridge/upsbridge/sinks/mqtt"
 )
 
@@ -121,7 +122,7 @@ func (p *Primary) onAgentState(topic string, payload []byte, _ bool) {
 		return
 	}
 	id, tail, _ := strings.Cut(rest, "/")
-	if tail != "state" || !bridge.IDPattern.MatchString(id) || len(payload) > bridge.MaxPayload {
+	if tail != "state" || !bridge.IDPattern.MatchString(id) || len(payload) > mqttwire.MaxPayload {
 		return
 	}
 	seen := agentSeen{supplies: map[string]int{}}

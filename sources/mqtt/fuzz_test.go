@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
 // realStates builds state payloads from the real upsc dumps in the shared
@@ -34,7 +35,7 @@ func realStates(t testing.TB) [][]byte {
 			}
 		}
 		st := &bridge.State{UPS: "ups", Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Seq: 3, Status: bridge.ParseStatus(vars["ups.status"]), Vars: vars, Comm: true}
-		p, _ := json.Marshal(bridge.NewStatePayload(st))
+		p, _ := json.Marshal(mqttwire.NewStatePayload(st, "test", 1, time.Now()))
 		out = append(out, p)
 	}
 	return out

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
 // Kind says what a [News] reports.
@@ -62,7 +63,7 @@ type Reading struct {
 
 // ReadingFrom turns a decoded state payload into a reading. Variables that
 // do not parse as sane numbers are treated as absent.
-func ReadingFrom(p bridge.StatePayload, ts time.Time) Reading {
+func ReadingFrom(p mqttwire.StatePayload, ts time.Time) Reading {
 	r := Reading{TS: ts, Seq: p.Seq, Status: p.Status, OnBattery: p.OnBattery, LowBattery: p.LowBattery, Critical: p.Critical}
 	st := bridge.ParseStatus(p.Status)
 	for _, f := range p.Flags {
@@ -105,8 +106,8 @@ func number(v any) (float64, bool) {
 
 // ParseState decodes a state payload received on the state topic of ups.
 // It rejects a payload naming another UPS than its topic.
-func ParseState(ups string, data []byte) (bridge.StatePayload, time.Time, error) {
-	p, ts, err := bridge.DecodeState(data)
+func ParseState(ups string, data []byte) (mqttwire.StatePayload, time.Time, error) {
+	p, ts, err := mqttwire.DecodeState(data)
 	if err != nil {
 		return p, ts, err
 	}
