@@ -15,6 +15,9 @@ type Rules struct {
 	// OffDuration: OFF for longer than this makes the UPS critical (upsmon
 	// OFFDURATION, default 30 s; negative disables).
 	OffDuration time.Duration
+	// LowBatteryGrace: OB LB must hold this long before the UPS is
+	// critical (upsmon OBLBDURATION, default 0: at once).
+	LowBatteryGrace time.Duration
 	// RBWarnTime: REPLBATT is repeated at this interval while RB stays
 	// (upsmon RBWARNTIME, default 12 h).
 	RBWarnTime time.Duration
@@ -83,6 +86,7 @@ type Tracker struct {
 	line         lineState
 	batterySince time.Time
 	offSince     time.Time
+	lbSince      time.Time // OB and LB both set since
 	lastRB       time.Time
 	alarmText    string
 	critical     bool
@@ -181,6 +185,13 @@ func (t *Tracker) Reading(now time.Time, vars Vars, info *Info) ([]Event, bool) 
 	} else {
 		t.offSince = time.Time{}
 	}
+	if st.Has(OB) && st.Has(LB) {
+		if t.lbSince.IsZero() {
+			t.lbSince = now
+		}
+	} else {
+		t.lbSince = time.Time{}
+	}
 	for i := range evs {
 		if evs[i].Type == EventAlarm && alarm != "" {
 			evs[i].Message += ": " + alarm
@@ -266,18 +277,23 @@ func (t *Tracker) updateCritical(now time.Time) bool {
 }
 
 func (t *Tracker) isCritical(now time.Time) bool {
-	st := t.status
-	if st.Has(FSD) {
-		return true
+	in := CriticalInput{Status: t.status.Flags, CommLost: t.comm == commBad && !t.lastGood.IsZero()}
+	if in.CommLost {
+		in.SinceGood = now.Sub(t.lastGood)
 	}
-	if t.comm == commBad && st.Has(OB) && !t.lastGood.IsZero() && now.Sub(t.lastGood) > t.rules.DeadTime {
-		// upsmon's DEADTIME promotion: last seen on battery, silent too long.
-		return true
+	if !t.offSince.IsZero() {
+		in.OffFor = max(now.Sub(t.offSince), time.Nanosecond)
 	}
-	if t.rules.OffDuration >= 0 && st.Has(OFF) && !t.offSince.IsZero() && now.Sub(t.offSince) >= t.rules.OffDuration {
-		return true
+	if !t.lbSince.IsZero() {
+		in.LowBatteryFor = now.Sub(t.lbSince)
 	}
-	return st.Has(OB) && st.Has(LB) && !st.Has(CAL)
+	c, _ := Critical(t.rules.critical(), in)
+	return c
+}
+
+// critical returns the rules that decide the critical flag.
+func (r Rules) critical() CriticalRules {
+	return CriticalRules{DeadTime: r.DeadTime, OffDuration: r.OffDuration, LowBatteryGrace: r.LowBatteryGrace}
 }
 
 // Critical reports the current critical flag.

@@ -197,3 +197,32 @@ func ExampleParseStatus() {
 	fmt.Println(s.Has(OB), s.Has(LB), s.Has(OL), s.Tokens)
 	// Output: true true false [OB DISCHRG LB]
 }
+
+func TestCriticalRules(t *testing.T) {
+	r := CriticalRules{DeadTime: 15 * time.Second, OffDuration: 30 * time.Second, LowBatteryGrace: 10 * time.Second}
+	st := func(s string) Flags { return ParseStatus(s).Flags }
+	for _, tc := range []struct {
+		name string
+		in   CriticalInput
+		want bool
+	}{
+		{"fsd", CriticalInput{Status: st("OL FSD")}, true},
+		{"ob lb in grace", CriticalInput{Status: st("OB LB"), LowBatteryFor: 9 * time.Second}, false},
+		{"ob lb after grace", CriticalInput{Status: st("OB LB"), LowBatteryFor: 10 * time.Second}, true},
+		{"ob lb calibrating", CriticalInput{Status: st("OB LB CAL"), LowBatteryFor: time.Hour}, false},
+		{"ol lb", CriticalInput{Status: st("OL LB"), LowBatteryFor: time.Hour}, false},
+		{"off short", CriticalInput{Status: st("OFF"), OffFor: 29 * time.Second}, false},
+		{"off long", CriticalInput{Status: st("OFF"), OffFor: 30 * time.Second}, true},
+		{"ob dead", CriticalInput{Status: st("OB"), CommLost: true, SinceGood: 16 * time.Second}, true},
+		{"ob not yet dead", CriticalInput{Status: st("OB"), CommLost: true, SinceGood: 15 * time.Second}, false},
+		{"ol comm lost", CriticalInput{Status: st("OL"), CommLost: true, SinceGood: time.Hour}, false},
+		{"ob talking", CriticalInput{Status: st("OB"), SinceGood: time.Hour}, false},
+	} {
+		if got, why := Critical(r, tc.in); got != tc.want {
+			t.Errorf("%s: Critical = %v (%s), want %v", tc.name, got, why, tc.want)
+		}
+	}
+	if got, _ := Critical(CriticalRules{OffDuration: -1}, CriticalInput{Status: st("OFF"), OffFor: time.Hour}); got {
+		t.Error("negative off_duration must disable the OFF rule")
+	}
+}
