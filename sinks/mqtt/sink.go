@@ -297,6 +297,12 @@ func (s *Sink) accept(m bridge.Message) {
 		s.states[m.State.UPS] = m.State
 		s.dirty[m.State.UPS] = true
 	case bridge.MessageEvent:
+		if m.Event.Host != "" || bridge.HostEvent(m.Event.Type) {
+			// A host's events are the agent's word, on the agent's own
+			// topic; the bridge never republishes them under its name
+			// (or its signature) on a UPS's topic.
+			return
+		}
 		p := mqttwire.NewEventPayload(m.Event, s.opts.BridgeID)
 		if s.opts.Sign != nil {
 			if err := s.opts.Sign.SignEvent(&p); err != nil {
