@@ -93,9 +93,9 @@ func upsState(status string, writable bool) *bridge.State {
 type rig struct {
 	t   *testing.T
 	ctx context.Context // ends with the test
-	fb *fakeBridge
-	p  *Primary
-	q  *bridge.Queue
+	fb  *fakeBridge
+	p   *Primary
+	q   *bridge.Queue
 }
 
 func newRig(t *testing.T, fb *fakeBridge, opts Options) *rig {
