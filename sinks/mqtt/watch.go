@@ -122,15 +122,20 @@ func (s *Sink) watchState(ups string, payload []byte, retained bool) {
 }
 
 // duplicateLocked counts and warns (at most once a minute per UPS) about
-// another publisher of one of this bridge's UPS ids. Called with
+// another publisher of one of this bridge's UPS ids (per UPS and other
+// bridge). Called with
 // s.watch.mu held.
 func (s *Sink) duplicateLocked(ups, other string, retained bool) {
 	s.stats.duplicates.Add(1)
 	now := time.Now()
-	if last, ok := s.watch.warned[ups]; ok && now.Sub(last) < time.Minute {
+	key := ups + "\x00" + other
+	if last, ok := s.watch.warned[key]; ok && now.Sub(last) < time.Minute {
 		return
 	}
-	s.watch.warned[ups] = now
+	if len(s.watch.warned) >= maxForeign {
+		clear(s.watch.warned) // hostile ids cannot grow it without bound
+	}
+	s.watch.warned[key] = now
 	if other == s.opts.BridgeID {
 		s.log.Error("ANOTHER PROCESS PUBLISHES THIS BRIDGE'S STATES: two bridges run with the same bridge id; agents will see states out of order",
 			"ups", ups, "bridge", other)

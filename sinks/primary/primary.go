@@ -56,6 +56,12 @@ type HostCounter interface {
 	Hosts(ups string) int
 }
 
+// HostCounterFunc is a function as a HostCounter.
+type HostCounterFunc func(ups string) int
+
+// Hosts implements HostCounter.
+func (f HostCounterFunc) Hosts(ups string) int { return f(ups) }
+
 // Defaults of the handshake's timings (bridge.primary.*).
 const (
 	DefaultHostSync       = 15 * time.Second
@@ -517,6 +523,7 @@ func (p *Primary) kill(ctx context.Context, ups string) {
 				return
 			}
 		}
+		p.log.Warn("kill power: sending shutdown.return", "ups", ups, "attempt", attempt)
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		res, err := p.opts.Bridge.InstCmd(cctx, ups, "shutdown.return", "")
 		cancel()
