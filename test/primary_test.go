@@ -372,7 +372,7 @@ func TestBridgePrimaryKillPowerAfterAgentOffline(t *testing.T) {
 func TestBridgeEpochGrows(t *testing.T) {
 	mq := harness.StartMosquitto(t)
 	sub := harness.Subscribe(t, mq.URL(), "ub/ups/sim1/state")
-	future := uint64(time.Now().Add(24*time.Hour).UnixMilli())
+	future := uint64(time.Now().Add(24 * time.Hour).UnixMilli())
 	harness.PublishRetained(t, sub, "ub/ups/sim1/state", fmt.Sprintf(`{"ups":"sim1","bridge":"b1","epoch":%d,"seq":7,"ts":"2026-01-01T00:00:00.000Z","comm_ok":true,"status":"OL","flags":["OL"],"vars":{}}`, future))
 	t.Cleanup(func() { harness.PublishRetained(t, sub, "ub/ups/sim1/state", "") })
 	src := "  - {id: sim1, type: sim, scenario: steady, poll_interval: 200ms}\n"
