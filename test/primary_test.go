@@ -436,3 +436,57 @@ func TestBridgeWarnsAboutDuplicatePublisher(t *testing.T) {
 		t.Fatalf("%d live and %d retained duplicate warnings, want 1 each:\n%s", n, m, out)
 	}
 }
+
+// TestBridgeRelaysAgentEventsToNotifiers: an agent's POWERING_OFF reaches
+// the bridge's notifier (a real exec notifier recording its calls) through
+// the bridge's own MQTT connection; a flood from one client reaches it only
+// up to the per-agent burst; the bridge never republishes these on a UPS's
+// event topic.
+func TestBridgeRelaysAgentEventsToNotifiers(t *testing.T) {
+	mq := harness.StartMosquitto(t)
+	dir := t.TempDir()
+	record := filepath.Join(dir, "notified.txt")
+	script := filepath.Join(dir, "notify.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"$NOTIFYTYPE $UPSBRIDGE_HOST $1\" >> "+record+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sub := harness.Subscribe(t, mq.URL(), "ub/ups/sim1/event", "ub/bridge/#")
+	harness.StartBridge(t, prBridgeYAML(mq.URL(), filepath.Join(dir, "state"), "",
+		"  - {id: sim1, type: sim, scenario: steady, poll_interval: 200ms}\n")+fmt.Sprintf(`notify:
+  - name: ops
+    type: exec
+    command: [%q]
+    events: [all]
+    flap_window: 0s
+    rate_limit: 1000
+`, script))
+	sub.WaitPayload("ub/bridge/b1/availability", 20*time.Second, func(p string) bool { return p == "online" })
+	ev := func(agent, typ, msg string) string {
+		b, _ := json.Marshal(mqttwire.AgentEvent{Agent: agent, TS: mqttwire.FormatTime(time.Now()), Type: typ, UPS: "sim1", Message: msg})
+		return string(b)
+	}
+	for i := range 200 {
+		harness.Publish(t, sub, "ub/agent/spam/event", ev("spam", "STAGE", fmt.Sprintf("spam-%d", i)))
+	}
+	harness.Publish(t, sub, "ub/agent/web01/event", ev("web01", "POWERING_OFF", "Host web01 is powering off"))
+	deadline := time.Now().Add(20 * time.Second)
+	var got string
+	for !strings.Contains(got, "POWERING_OFF web01 Host web01 is powering off") {
+		if time.Now().After(deadline) {
+			t.Fatalf("web01's POWERING_OFF did not reach the notifier; it got:\n%s", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+		b, _ := os.ReadFile(record)
+		got = string(b)
+	}
+	n := strings.Count(got, "spam-")
+	t.Logf("%d of 200 flooded events reached the notifier", n)
+	if n == 0 || n > 10 {
+		t.Fatalf("%d of 200 flooded events reached the notifier, want 1..10 (the burst):\n%s", n, got)
+	}
+	for _, typ := range prEvents(sub.Messages(), "ub/ups/sim1/event") {
+		if typ == "POWERING_OFF" || typ == "STAGE" {
+			t.Fatalf("the bridge republished an agent's %s on the UPS's event topic", typ)
+		}
+	}
+}
