@@ -247,7 +247,7 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 			}
 		}
 	} else {
-		s.watch.setEpoch(s.epoch)
+		s.watch.setEpoch(s.epoch, s.opts.BridgeID)
 		s.stats.epoch.Store(s.epoch)
 	}
 
