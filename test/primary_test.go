@@ -490,3 +490,42 @@ func TestBridgeRelaysAgentEventsToNotifiers(t *testing.T) {
 		}
 	}
 }
+
+// TestBridgeStatesAfterCommLost: after the UPS is lost the bridge keeps
+// publishing (dead time, then every state_interval) states with comm_ok
+// false, the old reading's reading_ts, and each its own fresh ts and a new
+// seq in the same epoch, so agents take them as news.
+func TestBridgeStatesAfterCommLost(t *testing.T) {
+	mq := harness.StartMosquitto(t)
+	u := harness.StartUPSD(t, harness.UPSDOptions{Devices: []harness.NUTDevice{{Name: "dummy", Dev: prDevWith("OB DISCHRG")}}})
+	sub := harness.Subscribe(t, mq.URL(), "ub/ups/nut1/state")
+	harness.StartBridge(t, strings.Replace(prBridgeYAML(mq.URL(), t.TempDir(), "",
+		fmt.Sprintf("  - {id: nut1, type: nut, address: %q, ups: dummy, poll_interval: 200ms}\n", u.Addr())),
+		"state_interval: 2s,", "state_interval: 2s, dead_time: 2s,", 1))
+	sub.WaitPayload("ub/ups/nut1/state", 20*time.Second, func(p string) bool { s := prState(p); return s != nil && s.CommOK && s.OnBattery })
+	u.StopDriver("dummy")
+	var lost []*mqttwire.StatePayload
+	sub.WaitFor("three states after communication was lost, one critical", 30*time.Second, func(msgs []harness.Msg) bool {
+		lost = lost[:0]
+		critical := false
+		for _, m := range msgs {
+			if s := prState(m.Payload); s != nil && !s.CommOK {
+				lost = append(lost, s)
+				critical = critical || s.Critical
+			}
+		}
+		return len(lost) >= 3 && critical
+	})
+	for i := 1; i < len(lost); i++ {
+		a, b := lost[i-1], lost[i]
+		if b.Epoch != a.Epoch || b.Seq <= a.Seq {
+			t.Fatalf("state %d: (epoch %d, seq %d) after (%d, %d)", i, b.Epoch, b.Seq, a.Epoch, a.Seq)
+		}
+		if b.TS <= a.TS {
+			t.Fatalf("state %d: ts %s not after %s", i, b.TS, a.TS)
+		}
+		if b.ReadingTS != a.ReadingTS || b.ReadingTS >= b.TS {
+			t.Fatalf("state %d: reading_ts %s (previous %s) is not the old reading before ts %s", i, b.ReadingTS, a.ReadingTS, b.TS)
+		}
+	}
+}
