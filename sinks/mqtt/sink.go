@@ -11,6 +11,12 @@
 // Events are written to an on-disk spool before they are published, so those
 // produced while the broker is unreachable (or before a restart) are
 // delivered in order after reconnect; states are re-published on reconnect.
+//
+// The sink also reads <prefix>/ups/+/state: on its first connection its own
+// retained states give the epoch (see ChooseEpoch) before anything is
+// published, and later another bridge's states on one of its UPS ids are
+// warned about. Listeners (the primary, the agent-event relay) read their
+// topics over the same connection.
 package mqtt
 
 import (
