@@ -11,7 +11,6 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eclipse/paho.golang/paho/session/state"
-
 )
 
 // client is a real MQTT v5 client (paho) logged in to the broker.
@@ -285,7 +284,6 @@ func TestWithin(t *testing.T) {
 		}
 	}
 }
-
 
 type netDialer struct{}
 
