@@ -222,7 +222,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, extraSinks [
 			BridgeID:    cfg.Bridge.ID,
 			SpoolDir:    filepath.Join(dir, "bridge-"+cfg.Bridge.ID, "mqtt-events"),
 			Commands:    b,
-			Logger:      log,
+			Policy: bridge.CommandPolicy{
+				DangerousCommands: cfg.HASS.DangerousCommands,
+				AllowSet:          cfg.MQTT.Commands.AllowSet,
+				AllowDangerous:    cfg.MQTT.Commands.AllowDangerous,
+			},
+			Logger: log,
 		}
 	}
 	for i, t := range cfg.Notify {

@@ -44,8 +44,12 @@ type Options struct {
 	SpoolDir string
 	// Commands, when set, enables the command and set topics.
 	Commands bridge.CommandRunner
-	// AllowCommand decides whether an instant command may be run from MQTT;
-	// nil allows the commands bridge.IsDangerousCommand does not flag.
+	// Policy decides which instant commands and variable writes MQTT may
+	// ask for (mqtt.commands, hass.dangerous_commands); its zero value
+	// allows safe instant commands only.
+	Policy bridge.CommandPolicy
+	// AllowCommand, when set, further limits instant commands (to those
+	// the UPS offers).
 	AllowCommand func(ups, command string) bool
 	// Extensions add publications (Home Assistant discovery).
 	Extensions []Extension
@@ -555,6 +559,7 @@ func validName(s string) bool {
 func (s *Sink) runCommand(ctx context.Context, ups, kind string, payload []byte) {
 	resp := CommandResponse{UPS: ups, TS: bridge.FormatTime(time.Now())}
 	reject := func(reason string) {
+		s.stats.commandsRejected.Add(1)
 		s.log.Warn("command rejected", "ups", ups, "kind", kind, "reason", reason)
 		resp.Status, resp.Detail = "REJECTED", reason
 	}
@@ -577,9 +582,10 @@ func (s *Sink) runCommand(ctx context.Context, ups, kind string, payload []byte)
 			reject(fmt.Sprintf("bad command name %q", truncate(req.Command, 64)))
 		case len(req.Arg) > 256:
 			reject("argument longer than 256 bytes")
-		case s.opts.AllowCommand != nil && !s.opts.AllowCommand(ups, req.Command),
-			s.opts.AllowCommand == nil && bridge.IsDangerousCommand(req.Command):
-			reject(fmt.Sprintf("command %q is not allowed from MQTT (hass.dangerous_commands)", req.Command))
+		case s.opts.Policy.CheckCommand(req.Command) != nil:
+			reject(s.opts.Policy.CheckCommand(req.Command).Error())
+		case s.opts.AllowCommand != nil && !s.opts.AllowCommand(ups, req.Command):
+			reject(fmt.Sprintf("command %q is not offered by UPS %q", req.Command, ups))
 		default:
 			res, err := s.opts.Commands.InstCmd(cctx, ups, req.Command, req.Arg)
 			resp.Status, resp.Detail = res.Status, res.Detail
@@ -599,6 +605,8 @@ func (s *Sink) runCommand(ctx context.Context, ups, kind string, payload []byte)
 			reject(fmt.Sprintf("bad variable name %q", truncate(req.Var, 64)))
 		case len(req.Value) > 256:
 			reject("value longer than 256 bytes")
+		case s.opts.Policy.CheckSet(req.Var) != nil:
+			reject(s.opts.Policy.CheckSet(req.Var).Error())
 		default:
 			res, err := s.opts.Commands.SetVar(cctx, ups, req.Var, req.Value)
 			resp.Status, resp.Detail = res.Status, res.Detail

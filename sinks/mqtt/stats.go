@@ -8,6 +8,8 @@ type sinkStats struct {
 	connected       atomic.Bool
 	queued          atomic.Int64
 	publishFailures atomic.Uint64
+	// commandsRejected counts commands and sets refused before the UPS.
+	commandsRejected atomic.Uint64
 }
 
 // Connected reports whether the sink's broker connection is up.
@@ -19,8 +21,9 @@ func (s *Sink) QueueDepth() int { return int(s.stats.queued.Load()) }
 // Stats implements bridge.StatsReporter for /metrics and /readyz.
 func (s *Sink) Stats() map[string]any {
 	return map[string]any{
-		"connected":              s.Connected(),
-		"queue_depth":            s.QueueDepth(),
-		"publish_failures_total": s.stats.publishFailures.Load(),
+		"connected":               s.Connected(),
+		"queue_depth":             s.QueueDepth(),
+		"publish_failures_total":  s.stats.publishFailures.Load(),
+		"commands_rejected_total": s.stats.commandsRejected.Load(),
 	}
 }
