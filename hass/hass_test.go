@@ -255,7 +255,6 @@ func openPolicy(states []*bridge.State) bridge.CommandPolicy {
 	return p
 }
 
-
 // TestStable: configs depend on identity and the variable set, not values.
 func TestStable(t *testing.T) {
 	o := testOptions(false)
