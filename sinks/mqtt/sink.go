@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
@@ -57,7 +58,14 @@ type Options struct {
 	Sign Signer
 	// PublishTimeout bounds one publish (default 10 s).
 	PublishTimeout time.Duration
-	Logger         *slog.Logger
+	// RefusedAttempts is how often a message the broker refuses is tried
+	// before it is set aside in the dead-letter file (default 5), with
+	// RefusedBackoff doubling between tries (default 1 s). DeadLetterBytes
+	// bounds the file (default 1 MiB; one older file is kept).
+	RefusedAttempts int
+	RefusedBackoff  time.Duration
+	DeadLetterBytes int64
+	Logger          *slog.Logger
 }
 
 // Signer signs payloads in place (sets their sig field).
@@ -108,6 +116,8 @@ type Sink struct {
 	avail     map[string]string // ups -> availability last published
 	connected bool
 	full      bool // everything must be published again
+	refused   *refusedBook
+	maxPacket atomic.Uint32 // the broker's maximum packet size (0: none said)
 
 	stats sinkStats // read by Stats from other goroutines
 }
@@ -199,6 +209,9 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 	}
 	defer sp.Close()
 	s.spool = sp
+	s.refused = newRefusedBook(s.opts.SpoolDir, s.opts.RefusedAttempts, s.opts.RefusedBackoff, s.opts.DeadLetterBytes)
+	s.stats.refused.Store(s.refused)
+	defer s.setAsideAll()
 	if n := sp.Len(); n > 0 {
 		s.log.Info("events from before the restart are queued for delivery", "count", n)
 	}
@@ -216,6 +229,13 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 			}
 		},
 		OnDown: func() { s.stats.connected.Store(false) },
+		OnConnack: func(ca *paho.Connack) {
+			var mp uint32
+			if ca.Properties != nil && ca.Properties.MaximumPacketSize != nil {
+				mp = *ca.Properties.MaximumPacketSize
+			}
+			s.maxPacket.Store(mp)
+		},
 		OnPublish: func(topic string, payload []byte, _ bool) {
 			select {
 			case s.inbox <- inbound{topic, payload}:
@@ -262,6 +282,8 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 			s.subscribe(ctx)
 		case msg := <-s.inbox:
 			s.handleInbound(ctx, &wg, msg)
+		case <-s.refused.wake():
+			s.refused.disarm()
 		case <-ctx.Done():
 			return nil
 		}
@@ -341,6 +363,9 @@ func (s *Sink) flush(ctx context.Context) bool {
 			s.dirty[ups] = true
 		}
 		s.full = false
+	}
+	if !s.retryRefused(ctx) {
+		return false
 	}
 	if len(s.dirty) > 0 {
 		// Only the UPSes whose state arrived since the last flush: with
@@ -433,9 +458,34 @@ func (s *Sink) sortedStates() []*bridge.State {
 // Publish sends one message now; it is for extensions' and tests' use from
 // the publishing goroutine's callbacks only through Extension results.
 func (s *Sink) publish(ctx context.Context, m Message) bool {
+	return s.publishTry(ctx, m, "", 0)
+}
+
+// publishTry publishes m; key and prev name its retry slot and earlier
+// attempts when it is a retry. A refusal (see deadletter.go) counts as
+// done for the caller: m waits for its retry or is set aside, and the rest
+// flows on. false means the connection failed.
+func (s *Sink) publishTry(ctx context.Context, m Message, key string, prev int) bool {
 	pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
 	defer cancel()
-	_, err := s.cm.Publish(pctx, &paho.Publish{Topic: m.Topic, Payload: m.Payload, Retain: m.Retain, QoS: m.QoS})
+	var resp *paho.PublishResponse
+	var err error
+	if mp := s.maxPacket.Load(); mp > 0 && packetSize(m) > int(mp) {
+		err = &RefusedError{Code: 0x95, Reason: fmt.Sprintf("packet too large: %d bytes, the broker's maximum is %d", packetSize(m), mp)}
+	} else {
+		resp, err = s.cm.Publish(pctx, &paho.Publish{Topic: m.Topic, Payload: m.Payload, Retain: m.Retain, QoS: m.QoS})
+	}
+	if err == nil {
+		if key != "" {
+			delete(s.refused.retry, key)
+		}
+		s.refused.delivered(m)
+		return true
+	}
+	if re := refusal(resp, err); re != nil {
+		s.onRefused(m, key, prev, re)
+		return true
+	}
 	if err != nil {
 		s.stats.publishFailures.Add(1)
 		s.log.Warn("mqtt publish failed; will retry after reconnect", "topic", m.Topic, "err", err)
