@@ -12,12 +12,13 @@ import (
 	"github.com/upsbridge/upsbridge/test/harness"
 )
 
-// hugeDev is a UPS whose state payload is far over the broker's
-// message_size_limit below.
-func hugeDev() string {
+// hugeDev is a UPS whose state payload is over the broker's
+// message_size_limit below (n=200: about 14 KB) or even over its
+// max_packet_size (n=400: about 28 KB).
+func hugeDev(n int) string {
 	var b strings.Builder
 	b.WriteString(baseDev)
-	for i := range 200 {
+	for i := range n {
 		fmt.Fprintf(&b, "experimental.filler.%03d: %s\n", i, strings.Repeat("x", 60))
 	}
 	return b.String()
@@ -25,12 +26,14 @@ func hugeDev() string {
 
 // TestRefusedMessagesSetAside: a real mosquitto denies one UPS's state
 // topic by ACL and refuses another's state by message_size_limit (PUBACK
-// 0x87 and 0x95). The third UPS's states and events keep flowing while the
-// refused ones are retried; after the retries the refused states are in
-// the dead-letter file and in /api/state, with the broker's reason.
+// 0x87 and 0x95); a third state is over the max_packet_size of its
+// CONNACK. The good UPS's states and events keep flowing, on a connection
+// that never drops, while the refused ones are retried; after the retries
+// the refused states are in the dead-letter file and in /api/state, with
+// the broker's reason.
 func TestRefusedMessagesSetAside(t *testing.T) {
 	u := harness.StartUPSD(t, harness.UPSDOptions{Devices: []harness.NUTDevice{
-		{Name: "good", Dev: baseDev}, {Name: "denied", Dev: baseDev}, {Name: "huge", Dev: hugeDev()},
+		{Name: "good", Dev: baseDev}, {Name: "denied", Dev: baseDev}, {Name: "huge", Dev: hugeDev(200)}, {Name: "giant", Dev: hugeDev(400)},
 	}})
 	acl := filepath.Join(t.TempDir(), "acl")
 	if err := os.WriteFile(acl, []byte("topic deny upsbridge/ups/denied/state\ntopic readwrite #\n"), 0o600); err != nil {
@@ -39,7 +42,9 @@ func TestRefusedMessagesSetAside(t *testing.T) {
 	// user root: a root mosquitto would otherwise drop to its own user,
 	// which cannot read the test's private directory (ignored when the
 	// tests do not run as root).
-	broker := harness.StartMosquittoConf(t, fmt.Sprintf("user root\nacl_file %s\nmessage_size_limit 8192\n", acl))
+	// max_packet_size is announced in the CONNACK: the bridge does not
+	// even send what exceeds it (mosquitto would drop the connection).
+	broker := harness.StartMosquittoConf(t, fmt.Sprintf("user root\nacl_file %s\nmessage_size_limit 8192\nmax_packet_size 20000\n", acl))
 	sub := harness.Subscribe(t, broker.URL(), "upsbridge/#")
 	state := t.TempDir()
 	httpAddr := harness.Addr(harness.FreePort(t))
@@ -57,14 +62,20 @@ sources:
 %s
 %s
 %s
-`, broker.URL(), state, httpAddr, src("good"), src("denied"), src("huge")))
+%s
+`, broker.URL(), state, httpAddr, src("good"), src("denied"), src("huge"), src("giant")))
 
 	// The good UPS flows from the start, and keeps flowing while the
 	// others are refused and retried.
 	sub.WaitPayload("upsbridge/ups/good/state", 30*time.Second, func(s string) bool { return strings.Contains(s, `"OL"`) })
-	u.WriteDev("good", devWith("OB DISCHRG"))
+	served := servedAt(t, u, "good", "OB DISCHRG")
 	ev, _ := waitEvent(t, sub, "upsbridge/ups/good/event", "ONBATT", 0, 15*time.Second)
-	t.Logf("ONBATT of the good UPS published %s after start, while the others were refused", ev.At.Sub(start).Round(time.Millisecond))
+	lat := ev.At.Sub(served)
+	t.Logf("ONBATT of the good UPS published %s after upsd served OB (poll interval 300ms), %s after start, while the others were refused",
+		lat.Round(time.Millisecond), ev.At.Sub(start).Round(time.Millisecond))
+	if lat > 300*time.Millisecond+700*time.Millisecond {
+		t.Errorf("the good UPS's ONBATT took %s: held up by the refused ones?", lat)
+	}
 	// The refused UPSes' availability and events are not refused: they flow.
 	sub.WaitPayload("upsbridge/ups/denied/availability", 10*time.Second, func(s string) bool { return s == "online" })
 	sub.WaitPayload("upsbridge/ups/huge/availability", 10*time.Second, func(s string) bool { return s == "online" })
@@ -78,7 +89,8 @@ sources:
 	var letters []map[string]any
 	for {
 		letters = readDeadLetters(t, dlFile)
-		if hasLetter(letters, "upsbridge/ups/denied/state", "not authorized") && hasLetter(letters, "upsbridge/ups/huge/state", "packet too large") {
+		if hasLetter(letters, "upsbridge/ups/denied/state", "not authorized") && hasLetter(letters, "upsbridge/ups/huge/state", "packet too large") &&
+			hasLetter(letters, "upsbridge/ups/giant/state", "the broker's maximum is 20000") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -139,6 +151,10 @@ sources:
 	}
 	if strings.Contains(metrics, `upsbridge_sink_dead_letters_total{sink="mqtt"} 0`) {
 		t.Error("dead letters not counted")
+	}
+	// Refusals are not connection failures: the connection never dropped.
+	if !strings.Contains(metrics, `upsbridge_sink_publish_failures_total{sink="mqtt"} 0`) || strings.Contains(p.Output.String(), "mqtt connection lost") {
+		t.Errorf("the connection failed during refusals:\n%s", p.Output.String())
 	}
 }
 
