@@ -102,6 +102,33 @@ sources: [{id: sim-ups, type: sim, scenario: steady, poll_interval: 100ms}]
 		t.Error("a reader sent a command")
 	}
 
+	// A real agent process logs in with its account: it reads the UPS
+	// state, and publishes its own state and Home Assistant discovery.
+	disc := harness.Subscribe(t, "tcp://dash:reader-pw@"+addr, "homeassistant/#")
+	agentProc := harness.StartBridge(t, fmt.Sprintf(`
+mqtt: {url: "tcp://%s", username: pve1, password: agent-pw}
+bridge: {state_dir: %s}
+agent:
+  id: pve1
+  supplies: [{ups: sim-ups}]
+  dry_run: true
+  poweroff: command
+  shutdown_command: ["/bin/true"]
+  state_file: %s
+`, addr, t.TempDir(), filepath.Join(t.TempDir(), "agent.json")))
+	reader.WaitPayload("upsbridge/agent/pve1/state", 20*time.Second, func(p string) bool { return strings.Contains(p, `"agent":"pve1"`) })
+	disc.WaitFor("the agent's discovery configs", 20*time.Second, func(msgs []harness.Msg) bool {
+		for _, m := range msgs {
+			if strings.Contains(m.Topic, "upsbridge_agent_pve1") && strings.HasSuffix(m.Topic, "/config") {
+				return true
+			}
+		}
+		return false
+	})
+	if out := strings.ToLower(agentProc.Output.String()); strings.Contains(out, "not authorized") || strings.Contains(out, "refused") {
+		t.Errorf("the agent was refused something its role allows:\n%s", agentProc.Output.String())
+	}
+
 	// Beyond loopback without users: refused at check-config.
 	open := filepath.Join(t.TempDir(), "open.yaml")
 	body := strings.Replace(cfg, `listen: "`+addr+`"`, `listen: "0.0.0.0:1883"`, 1)
