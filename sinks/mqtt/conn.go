@@ -30,6 +30,11 @@ type ConnOptions struct {
 	Will *paho.WillMessage
 	// KeepAlive in seconds; 0 means 30.
 	KeepAlive uint16
+	// MaxPacketSize, when not 0, is announced to the broker as the largest
+	// packet this client accepts (MQTT v5 Maximum Packet Size): the broker
+	// then drops larger messages for this client instead of sending them,
+	// so a hostile publisher cannot make the client read huge payloads.
+	MaxPacketSize uint32
 	Logger    *slog.Logger
 }
 
@@ -127,6 +132,16 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 			log.Warn("mqtt connect failed; retrying with backoff", "url", redactURL(u), "attempt", attempt, "err", err)
 		},
 		ClientConfig: paho.ClientConfig{ClientID: o.ClientID},
+	}
+	if o.MaxPacketSize > 0 {
+		size := o.MaxPacketSize
+		cfg.ConnectPacketBuilder = func(c *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+			if c.Properties == nil {
+				c.Properties = &paho.ConnectProperties{}
+			}
+			c.Properties.MaximumPacketSize = &size
+			return c, nil
+		}
 	}
 	if h.OnPublish != nil {
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
