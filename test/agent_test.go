@@ -18,7 +18,6 @@ import (
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/bridge/signing"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	"github.com/upsbridge/upsbridge/sinks/shutdown"
 	"github.com/upsbridge/upsbridge/test/harness"
 )
 
@@ -169,7 +168,7 @@ func (r *agentRig) waitRecords(n int, timeout time.Duration) []recLine {
 }
 
 func agentStatus(payload string) string {
-	var st shutdown.AgentState
+	var st mqttwire.AgentState
 	if json.Unmarshal([]byte(payload), &st) != nil {
 		return payload
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/agent"
 	"github.com/upsbridge/upsbridge/config"
 	_ "github.com/upsbridge/upsbridge/sinks/notify"
 	_ "github.com/upsbridge/upsbridge/sources/nut"
@@ -157,8 +158,9 @@ func codeKeys(t *testing.T) map[string][]docKey {
 	t.Helper()
 	out := map[string][]docKey{}
 	cfg := config.Default()
-	cfg.Agent = &config.Agent{Supplies: []config.Supply{{}}, Stages: []config.Stage{{}}}
-	cfg.Agent.ApplyDefaults("/var/lib/upsbridge")
+	ag := &agent.Config{Supplies: []agent.Supply{{}}, Stages: []agent.Stage{{}}}
+	ag.ApplyDefaults("/var/lib/upsbridge")
+	cfg.Agent = ag
 	var top []docKey
 	walkKeys("", reflect.ValueOf(cfg), &top)
 	out["top"] = top
