@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -260,6 +261,7 @@ type run struct {
 	cfg       policy.Config
 	dryRun    bool
 	recheck   time.Duration
+	logs      *logCapture
 	rec       *recorder
 	pub       *published
 	clock     *testClock
@@ -279,8 +281,12 @@ func (r *run) start(t *testing.T) {
 	if recheck == 0 {
 		recheck = 24 * time.Hour // the host went down: no run lasts that long
 	}
+	if r.logs == nil {
+		r.logs = &logCapture{}
+	}
 	a, err := New(Options{ID: "host1", TopicPrefix: "ub", Policy: r.cfg, FinalDelay: 5 * time.Second, DryRun: r.dryRun,
-		StateFile: r.stateFile, BootID: "boot1", Exec: r.rec, Publish: r.pub.publish, Clock: r.clock, PoweroffRecheck: recheck})
+		StateFile: r.stateFile, BootID: "boot1", Exec: r.rec, Publish: r.pub.publish, Clock: r.clock, PoweroffRecheck: recheck,
+		Logger: slog.New(r.logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,3 +412,37 @@ func cat(parts ...[]step) []step {
 func const_(n news.News) func(time.Duration) news.News {
 	return func(time.Duration) news.News { return n }
 }
+
+// logCapture is a slog handler that keeps the messages logged at warn and
+// above.
+type logCapture struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logCapture) Enabled(_ context.Context, lvl slog.Level) bool { return lvl >= slog.LevelWarn }
+
+func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Level.String()+" "+r.Message)
+	return nil
+}
+
+func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCapture) WithGroup(string) slog.Handler      { return l }
+
+// count returns how many messages were exactly msg ("ERROR text").
+func (l *logCapture) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.msgs {
+		if m == msg {
+			n++
+		}
+	}
+	return n
+}
+
+func slogOf(h slog.Handler) *slog.Logger { return slog.New(h) }
