@@ -80,9 +80,9 @@ type Agent struct {
 	// loop-owned
 	finalCancel    context.CancelFunc
 	lastOrdersSave time.Duration
-	unprotected    string // reason last reported, "" when protected
+	unprotected    string // why the host is unprotected, "" when it is not
 	unprotLogged   time.Duration
-	unprotEvent    bool
+	loud           bool // the loss of protection was logged and published
 
 	mu          sync.Mutex
 	lastPayload []byte
@@ -251,35 +251,37 @@ func (a *Agent) step(ctx context.Context) {
 		a.do(ctx, act, now)
 	}
 	a.publishState(now, false, nil)
-	a.reportProtection(ctx, now)
+	a.reportProtection(now)
 }
 
 // unprotectedLogEvery is how often an unprotected host is logged.
 const unprotectedLogEvery = time.Minute
 
 // reportProtection makes an unprotected host loud: an error log every
-// minute, and a WARN event when protection is lost (or still missing
-// max_state_age after start) and when it returns.
-func (a *Agent) reportProtection(ctx context.Context, now policy.Now) {
+// minute and a WARN event when protection is lost, and an event when it
+// returns. Right after start live news needs a moment to arrive: the state
+// and /readyz say "unprotected" at once, the log and the event wait until
+// the agent has run for max_state_age.
+func (a *Agent) reportProtection(now policy.Now) {
 	ok, reason := a.pol.Protected(now.Mono)
 	if ok {
-		if a.unprotected != "" {
+		if a.loud {
 			a.log.Info("protected again: live news of every supply", "was", a.unprotected)
-			if a.unprotEvent {
-				a.event(now, mqttwire.AgentEventWarn, "", "", fmt.Sprintf("Host %s is protected again", a.opts.ID))
-			}
+			a.event(now, mqttwire.AgentEventWarn, "", "", fmt.Sprintf("Host %s is protected again: live news of every supply", a.opts.ID))
 		}
-		a.unprotected, a.unprotEvent = "", false
+		a.unprotected, a.loud = "", false
 		return
 	}
-	changed := reason != a.unprotected
-	if changed || now.Mono-a.unprotLogged >= unprotectedLogEvery {
+	a.unprotected = reason
+	if now.Mono-a.start < a.opts.Policy.MaxStateAge {
+		return
+	}
+	if !a.loud || now.Mono-a.unprotLogged >= unprotectedLogEvery {
 		a.log.Error("host unprotected: the agent cannot tell when to power off", "reason", reason)
 		a.unprotLogged = now.Mono
 	}
-	a.unprotected = reason
-	if !a.unprotEvent && now.Mono-a.start >= a.opts.Policy.MaxStateAge {
-		a.unprotEvent = true
+	if !a.loud {
+		a.loud = true
 		a.event(now, mqttwire.AgentEventWarn, "", "", fmt.Sprintf("Host %s is unprotected: %s", a.opts.ID, reason))
 	}
 }

@@ -42,14 +42,15 @@ func TestUnprotectedIsLoud(t *testing.T) {
 				if stats["protected"] != false || stats["problem"] != "agent host1 unprotected: ups ups1: no live state since start" {
 					t.Errorf("stats at 30 s: %v", stats)
 				}
-				if n := warns(r, "unprotected"); n != 0 {
-					t.Errorf("%d WARN events before max_state_age: a restart must not notify", n)
+				if n := warns(r, "unprotected"); n != 0 || r.logs.count(unprotected) != 0 {
+					t.Errorf("%d WARN events, %d error logs before max_state_age: a restart must not alarm", n, r.logs.count(unprotected))
 				}
 			}},
 			{at: 5*time.Minute + 30*time.Second, check: func(t *testing.T, r *run) {
-				// Logged at 0 s and every minute after: 6 times by 5m30s.
-				if n := r.logs.count(unprotected); n != 6 {
-					t.Errorf("unprotected logged %d times in 5m30s, want 6 (once a minute)", n)
+				// Logged from max_state_age (90 s) on, every minute: at
+				// 1m30s, 2m30s, 3m30s, 4m30s and 5m30s.
+				if n := r.logs.count(unprotected); n != 5 {
+					t.Errorf("unprotected logged %d times in 5m30s, want 5 (once a minute after max_state_age)", n)
 				}
 				if n := warns(r, "is unprotected"); n != 1 {
 					t.Errorf("%d WARN events, want 1 (after max_state_age)", n)

@@ -87,7 +87,7 @@ func startAgent(r *runState) error {
 	ag, err := agent.New(agent.Options{
 		ID: a.ID, TopicPrefix: prefix, Policy: a.PolicyConfig(), FinalDelay: a.FinalDelayValue(), DryRun: a.DryRun,
 		StateFile: a.StateFile, BootID: statefile.BootID(), Exec: exec, Publish: publish,
-		Orders: func() map[string]mqttwire.Order { return in.Orders() }, Logger: log,
+		Orders: func() map[string]mqttwire.Order { return in.Orders() }, Logger: r.log, // New adds the agent id
 	})
 	if err != nil {
 		return err
