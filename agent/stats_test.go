@@ -3,17 +3,17 @@ package agent
 import (
 	"context"
 	"fmt"
-	"strings"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/agent/news"
 	"github.com/upsbridge/upsbridge/agent/policy"
+	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
