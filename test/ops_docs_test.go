@@ -65,6 +65,14 @@ func walkKeys(prefix string, v reflect.Value, out *[]docKey) {
 		if ft == reflect.TypeOf([]config.Typed{}) {
 			continue
 		}
+		if ft.Kind() == reflect.Interface {
+			// A registered section (agent): its struct, when set.
+			if fv.IsNil() {
+				continue
+			}
+			fv = fv.Elem()
+			ft = fv.Type()
+		}
 		if ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct {
 			if fv.IsNil() {
 				continue
