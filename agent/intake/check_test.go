@@ -31,9 +31,13 @@ func st(mods ...func(*mqttwire.StatePayload)) mqttwire.StatePayload {
 	return p
 }
 
-func seq(n uint64) func(*mqttwire.StatePayload)   { return func(p *mqttwire.StatePayload) { p.Seq = n } }
-func epoch(e uint64) func(*mqttwire.StatePayload) { return func(p *mqttwire.StatePayload) { p.Epoch = e } }
-func from(b string) func(*mqttwire.StatePayload)  { return func(p *mqttwire.StatePayload) { p.Bridge = b } }
+func seq(n uint64) func(*mqttwire.StatePayload) { return func(p *mqttwire.StatePayload) { p.Seq = n } }
+func epoch(e uint64) func(*mqttwire.StatePayload) {
+	return func(p *mqttwire.StatePayload) { p.Epoch = e }
+}
+func from(b string) func(*mqttwire.StatePayload) {
+	return func(p *mqttwire.StatePayload) { p.Bridge = b }
+}
 func at(ts time.Time) func(*mqttwire.StatePayload) {
 	return func(p *mqttwire.StatePayload) { p.TS = mqttwire.FormatTime(ts) }
 }
