@@ -735,6 +735,12 @@ func (p *Policy) NextDeadline(now time.Duration) (next time.Duration, ok bool) {
 			consider(s.goodAt + p.cfg.MaxStateAge + 1)
 		}
 	}
-	consider(p.start + p.cfg.DeadTime)
+	for _, s := range p.supplies {
+		if !s.live {
+			// The warning about a supply without live news since start.
+			consider(p.start + p.cfg.DeadTime)
+			break
+		}
+	}
 	return next, ok
 }
