@@ -45,7 +45,7 @@ func (m *Mosquitto) URL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.Po
 func (m *Mosquitto) Start() {
 	m.t.Helper()
 	conf := filepath.Join(m.dir, "mosquitto.conf")
-	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n", m.Port)
+	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nlog_dest stderr\nlog_type error\n", m.Port)
 	if m.Persistent {
 		body += fmt.Sprintf("persistence true\npersistence_location %s/\n", m.dir)
 	} else {
