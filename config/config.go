@@ -35,7 +35,9 @@ type Config struct {
 	HTTP    HTTP    `koanf:"http"`
 	Sources []Typed `koanf:"sources"`
 	Notify  []Typed `koanf:"notify"`
-	Agent   *Agent  `koanf:"agent"`
+	// Agent is the shutdown agent's section, nil when absent. Its struct
+	// is registered by the agent's package (RegisterSection).
+	Agent any `koanf:"agent"`
 }
 
 // Log configures logging.
@@ -233,8 +235,8 @@ func (c *Config) Validate() []FieldError {
 	}
 	errs = append(errs, validateTyped("sources", c.Sources, true)...)
 	errs = append(errs, validateTyped("notify", c.Notify, false)...)
-	if c.Agent != nil {
-		errs = append(errs, Prefix("agent", c.Agent.Validate())...)
+	if v, ok := c.Agent.(Validator); ok {
+		errs = append(errs, Prefix("agent", v.Validate())...)
 	}
 	return errs
 }
