@@ -68,8 +68,9 @@ func (c Counts) Total() uint64 {
 
 // supply is what the checks remember of one supply.
 type supply struct {
-	ups string
-	pin string // supplies[].bridge, "" when any bridge may publish it
+	ups   string
+	topic string // its state topic
+	pin   string // supplies[].bridge, "" when any bridge may publish it
 	// known is true once an order is known for the supply (state file,
 	// history or live news); order is the highest accepted.
 	known bool
@@ -90,7 +91,7 @@ type supply struct {
 // verdict is the outcome of checking one message.
 type verdict struct {
 	reason Reason
-	err    error // why, for the log line
+	why    func() error // why, for the log line (built only when logged)
 	n      news.News
 	// conflict, when set, is news of two bridges publishing one supply.
 	conflict *news.News
@@ -134,7 +135,7 @@ func newChecker(o *Options) *checker {
 		supplies: map[string]*supply{}, bridges: map[string]uint64{},
 	}
 	for _, s := range o.Supplies {
-		sp := &supply{ups: s.UPS, pin: s.Bridge}
+		sp := &supply{ups: s.UPS, pin: s.Bridge, topic: c.topics.State(s.UPS)}
 		if ord, ok := o.Known[s.UPS]; ok {
 			sp.known, sp.order = true, ord
 		}
@@ -156,33 +157,35 @@ func (c *checker) check(topic string, payload []byte, live bool, now time.Time) 
 	case mqttwire.KindState:
 		sp := c.supplies[t.ID]
 		if sp == nil {
-			return verdict{reason: ReasonMalformed, err: fmt.Errorf("topic %s: not a supply of this agent", topic)}
+			return verdict{reason: ReasonMalformed, why: func() error { return fmt.Errorf("topic %s: not a supply of this agent", topic) }}
 		}
 		return c.state(sp, payload, live, now)
 	case mqttwire.KindUPSAvailability:
 		if c.supplies[t.ID] == nil {
-			return verdict{reason: ReasonMalformed, err: fmt.Errorf("topic %s: not a supply of this agent", topic)}
+			return verdict{reason: ReasonMalformed, why: func() error { return fmt.Errorf("topic %s: not a supply of this agent", topic) }}
 		}
 		return c.availability(news.KindUPSAvailability, t.ID, topic, payload, live, now)
 	case mqttwire.KindBridgeAvailability:
 		if _, ok := c.bridges[t.ID]; !ok {
-			return verdict{reason: ReasonUnknownBridge, err: fmt.Errorf("topic %s: bridge %q publishes none of the supplies", topic, t.ID)}
+			return verdict{reason: ReasonUnknownBridge, why: func() error { return fmt.Errorf("topic %s: bridge %q publishes none of the supplies", topic, t.ID) }}
 		}
 		return c.availability(news.KindBridgeAvailability, t.ID, topic, payload, live, now)
 	}
-	return verdict{reason: ReasonMalformed, err: fmt.Errorf("topic %q: not one the agent reads", truncate(topic))}
+	return verdict{reason: ReasonMalformed, why: func() error { return fmt.Errorf("topic %q: not one the agent reads", truncate(topic)) }}
 }
 
 func (c *checker) availability(kind news.Kind, id, topic string, payload []byte, live bool, now time.Time) verdict {
 	if len(payload) > 64 {
-		return verdict{reason: ReasonMalformed, err: fmt.Errorf("%s: %d bytes is no availability word", topic, len(payload))}
+		return verdict{reason: ReasonMalformed, why: func() error { return fmt.Errorf("%s: %d bytes is no availability word", topic, len(payload)) }}
 	}
 	online, ok := mqttwire.ParseAvailability(payload)
 	if !ok {
-		return verdict{reason: ReasonMalformed, err: fmt.Errorf("%s: %q is neither %s nor %s", topic, payload, mqttwire.Online, mqttwire.Offline)}
+		return verdict{reason: ReasonMalformed, why: func() error {
+			return fmt.Errorf("%s: %q is neither %s nor %s", topic, payload, mqttwire.Online, mqttwire.Offline)
+		}}
 	}
 	if c.required {
-		return verdict{reason: ReasonUnsigned, err: fmt.Errorf("%s: %w", topic, errUnsignedAvail)}
+		return verdict{reason: ReasonUnsigned, why: func() error { return fmt.Errorf("%s: %w", topic, errUnsignedAvail) }}
 	}
 	n := news.News{Kind: kind, Live: live, At: now, Online: online}
 	if kind == news.KindBridgeAvailability {
@@ -194,31 +197,44 @@ func (c *checker) availability(kind news.Kind, id, topic string, payload []byte,
 }
 
 func (c *checker) state(sp *supply, payload []byte, live bool, now time.Time) verdict {
-	topic := c.topics.State(sp.ups)
+	topic := sp.topic
 	if len(payload) > mqttwire.MaxPayload {
-		return verdict{reason: ReasonMalformed, err: fmt.Errorf("%s: %d bytes, more than %d", topic, len(payload), mqttwire.MaxPayload)}
+		return verdict{reason: ReasonMalformed, why: func() error {
+			return fmt.Errorf("%s: %d bytes, more than %d", topic, len(payload), mqttwire.MaxPayload)
+		}}
 	}
 	if c.required && !bytes.Contains(payload, sigKey) {
-		return verdict{reason: ReasonUnsigned, err: fmt.Errorf("%s: %w", topic, signing.ErrUnsigned)}
+		return verdict{reason: ReasonUnsigned, why: func() error { return fmt.Errorf("%s: %w", topic, signing.ErrUnsigned) }}
+	}
+	// A replay of a state already seen (the commonest junk a hostile client
+	// can make of real signed states) is recognised without decoding.
+	if b, ord, ok := quickOrder(payload); ok && sp.known && string(b) == sp.bridge && !ord.After(sp.order) && (live || ord != sp.order) {
+		return verdict{reason: ReasonReplay, why: func() error {
+			return fmt.Errorf("%s: bridge %q epoch %d seq %d does not follow epoch %d seq %d", topic, b, ord.Epoch, ord.Seq, sp.order.Epoch, sp.order.Seq)
+		}}
 	}
 	p, ts, err := mqttwire.DecodeState(payload)
 	if err != nil {
-		return verdict{reason: ReasonMalformed, err: fmt.Errorf("%s: %w", topic, err)}
+		return verdict{reason: ReasonMalformed, why: func() error { return fmt.Errorf("%s: %w", topic, err) }}
 	}
 	if p.UPS != sp.ups {
-		return verdict{reason: ReasonMalformed, err: fmt.Errorf("%s: field ups: %q on the topic of %q", topic, p.UPS, sp.ups)}
+		return verdict{reason: ReasonMalformed, why: func() error { return fmt.Errorf("%s: field ups: %q on the topic of %q", topic, p.UPS, sp.ups) }}
 	}
 	if p.Bridge == "" {
-		return verdict{reason: ReasonMalformed, err: fmt.Errorf("%s: field bridge: empty (a state names the bridge that publishes it)", topic)}
+		return verdict{reason: ReasonMalformed, why: func() error {
+			return fmt.Errorf("%s: field bridge: empty (a state names the bridge that publishes it)", topic)
+		}}
 	}
 	if c.required && p.Sig == "" {
-		return verdict{reason: ReasonUnsigned, err: fmt.Errorf("%s: %w", topic, signing.ErrUnsigned)}
+		return verdict{reason: ReasonUnsigned, why: func() error { return fmt.Errorf("%s: %w", topic, signing.ErrUnsigned) }}
 	}
 	ord := p.Order()
 
 	// Another bridge than the pinned one: never accepted.
 	if sp.pin != "" && p.Bridge != sp.pin {
-		v := verdict{reason: ReasonConflict, err: fmt.Errorf("%s: published by bridge %q, but the supply is pinned to %q", topic, p.Bridge, sp.pin)}
+		v := verdict{reason: ReasonConflict, why: func() error {
+			return fmt.Errorf("%s: published by bridge %q, but the supply is pinned to %q", topic, p.Bridge, sp.pin)
+		}}
 		c.conflictNews(&v, sp, p, now)
 		return v
 	}
@@ -237,21 +253,29 @@ func (c *checker) state(sp *supply, payload []byte, live bool, now time.Time) ve
 			r.Signed = c.verifier != nil && p.Sig != ""
 			return verdict{n: news.News{Kind: news.KindState, UPS: sp.ups, Bridge: p.Bridge, Live: false, At: now, Reading: r}}
 		}
-		v := verdict{reason: ReasonReplay, err: fmt.Errorf("%s: bridge %q epoch %d seq %d does not follow epoch %d seq %d", topic, p.Bridge, ord.Epoch, ord.Seq, sp.order.Epoch, sp.order.Seq)}
+		v := verdict{reason: ReasonReplay, why: func() error {
+			return fmt.Errorf("%s: bridge %q epoch %d seq %d does not follow epoch %d seq %d", topic, p.Bridge, ord.Epoch, ord.Seq, sp.order.Epoch, sp.order.Seq)
+		}}
 		if other {
 			v.reason = ReasonConflict
-			v.err = fmt.Errorf("%s: bridge %q publishes it too (epoch %d seq %d), beside bridge %q", topic, p.Bridge, ord.Epoch, ord.Seq, sp.bridge)
+			v.why = func() error {
+				return fmt.Errorf("%s: bridge %q publishes it too (epoch %d seq %d), beside bridge %q", topic, p.Bridge, ord.Epoch, ord.Seq, sp.bridge)
+			}
 			c.conflictNews(&v, sp, p, now)
 		}
 		return v
 	}
 	if e, ok := c.bridges[p.Bridge]; ok && e > ord.Epoch {
-		return verdict{reason: ReasonReplay, err: fmt.Errorf("%s: bridge %q epoch %d is older than its epoch %d", topic, p.Bridge, ord.Epoch, e)}
+		return verdict{reason: ReasonReplay, why: func() error {
+			return fmt.Errorf("%s: bridge %q epoch %d is older than its epoch %d", topic, p.Bridge, ord.Epoch, e)
+		}}
 	}
 	if live && !sp.known && c.bridges[p.Bridge] == 0 && c.maxAge > 0 {
 		if d := absDur(now.Sub(ts)); d > c.maxAge {
-			v := verdict{reason: ReasonSkew, n: news.News{UPS: sp.ups}, err: fmt.Errorf("%s: the first epoch (%d) of bridge %q is dated %s, %s away from this host's clock (max_state_age %s): clock skew or a replay; held until the bridge's retained state teaches its epoch",
-				topic, ord.Epoch, p.Bridge, mqttwire.FormatTime(ts), d.Round(time.Second), c.maxAge)}
+			v := verdict{reason: ReasonSkew, n: news.News{UPS: sp.ups}, why: func() error {
+				return fmt.Errorf("%s: the first epoch (%d) of bridge %q is dated %s, %s away from this host's clock (max_state_age %s): clock skew or a replay; held until the bridge's retained state teaches its epoch",
+					topic, ord.Epoch, p.Bridge, mqttwire.FormatTime(ts), d.Round(time.Second), c.maxAge)
+			}}
 			if sp.lastResub.IsZero() || now.Sub(sp.lastResub) >= c.every {
 				sp.lastResub = now
 				v.resubscribe = true
@@ -295,7 +319,7 @@ func (c *checker) sigVerdict(topic string, err error) verdict {
 	if errors.Is(err, signing.ErrUnsigned) {
 		r = ReasonUnsigned
 	}
-	return verdict{reason: r, err: fmt.Errorf("%s: %w", topic, err)}
+	return verdict{reason: r, why: func() error { return fmt.Errorf("%s: %w", topic, err) }}
 }
 
 // conflictNews adds news of a conflict to v, at most once per rate-limit
@@ -338,6 +362,67 @@ func (c *checker) moveBridge(sp *supply, b string) (changed bool) {
 	}
 	delete(c.bridges, old)
 	return true
+}
+
+var (
+	keyBridge = []byte(`"bridge":"`)
+	keyEpoch  = []byte(`"epoch":`)
+	keySeq    = []byte(`"seq":`)
+)
+
+// quickOrder reads bridge, epoch and seq from the head of a state payload
+// without decoding it: from the keys that come before any nested object or
+// array, as every encoding of a StatePayload by encoding/json (field order:
+// ups, bridge, epoch, seq, ..., flags, vars) has them. It is only used to
+// drop a replay early; ok is false when the head does not have that shape,
+// and the payload then goes through the full decode.
+func quickOrder(p []byte) (bridge []byte, o mqttwire.Order, ok bool) {
+	if len(p) == 0 || p[0] != '{' {
+		return nil, o, false
+	}
+	head := p[1:]
+	if i := bytes.IndexAny(head, "{["); i >= 0 {
+		head = head[:i]
+	}
+	i := bytes.Index(head, keyBridge)
+	if i < 0 {
+		return nil, o, false
+	}
+	rest := head[i+len(keyBridge):]
+	j := bytes.IndexByte(rest, '"')
+	if j <= 0 || j > mqttwire.MaxIDLen {
+		return nil, o, false
+	}
+	b := rest[:j]
+	if o.Epoch, ok = quickUint(head, keyEpoch); !ok {
+		return nil, o, false
+	}
+	if o.Seq, ok = quickUint(head, keySeq); !ok {
+		return nil, o, false
+	}
+	// Only the first occurrence counts; a second one makes the head
+	// ambiguous.
+	if bytes.Count(head, keyBridge) != 1 || bytes.Count(head, keyEpoch) != 1 || bytes.Count(head, keySeq) != 1 {
+		return nil, o, false
+	}
+	return b, o, true
+}
+
+func quickUint(head, key []byte) (uint64, bool) {
+	i := bytes.Index(head, key)
+	if i < 0 {
+		return 0, false
+	}
+	d := head[i+len(key):]
+	var n uint64
+	k := 0
+	for ; k < len(d) && k < 20 && d[k] >= '0' && d[k] <= '9'; k++ {
+		n = n*10 + uint64(d[k]-'0')
+	}
+	if k == 0 || k == 20 || k < len(d) && d[k] != ',' && d[k] != '}' {
+		return 0, false
+	}
+	return n, true
 }
 
 func absDur(d time.Duration) time.Duration {

@@ -318,3 +318,53 @@ func TestNewRejects(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkHandle measures the cost of one message on the intake's decode
+// path, by kind of message.
+func BenchmarkHandle(b *testing.B) {
+	old := enc(b, st(seq(1)), testPriv)
+	cases := []struct {
+		name    string
+		topic   string
+		payload func(i int) []byte
+	}{
+		{"garbage", stateTopic, func(int) []byte { return []byte("\x00garbage\x00garbage\x00garbage") }},
+		{"unsigned_json", stateTopic, func(int) []byte { return enc(b, st(seq(1<<40)), nil) }},
+		{"replayed_signed", stateTopic, func(int) []byte { return old }},
+		{"other_bridge_availability", "ub/bridge/other/availability", func(int) []byte { return []byte("offline") }},
+		{"bad_signature_new_order", stateTopic, func(int) []byte { return enc(b, st(seq(1<<40)), otherPriv) }},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			in, err := New(Options{TopicPrefix: "ub", Supplies: []Supply{{UPS: "ups1"}}, Verifier: signing.NewVerifier(testPub), RequireSigned: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			in.Handle(stateTopic, enc(b, st(seq(2)), testPriv), false)
+			p := c.payload(0)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				in.Handle(c.topic, p, false)
+			}
+		})
+	}
+	b.Run("signed_accepted", func(b *testing.B) {
+		in, err := New(Options{TopicPrefix: "ub", Supplies: []Supply{{UPS: "ups1"}}, Verifier: signing.NewVerifier(testPub), RequireSigned: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ps := make([][]byte, 1000)
+		for i := range ps {
+			ps[i] = enc(b, st(seq(uint64(i+1))), testPriv)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if i%len(ps) == 0 {
+				in.chk.supplies["ups1"].order = mqttwire.Order{}
+			}
+			in.Handle(stateTopic, ps[i%len(ps)], false)
+		}
+	})
+}

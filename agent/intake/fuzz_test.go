@@ -3,6 +3,7 @@ package intake
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -66,6 +67,20 @@ func FuzzHandle(f *testing.F) {
 	f.Add(uint8(4), []byte("{}"), false)
 	f.Fuzz(func(t *testing.T, ti uint8, payload []byte, retained bool) {
 		topic := fuzzTopics[int(ti)%len(fuzzTopics)]
+		// The early replay check reads what the full decode reads from
+		// any payload the encoder makes.
+		if p, _, err := mqttwire.DecodeState(payload); err == nil {
+			canon, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, o, ok := quickOrder(canon)
+			if !ok || string(b) != p.Bridge && p.Bridge != "" || o != p.Order() {
+				if p.Bridge != "" || ok {
+					t.Fatalf("quickOrder(%s) = %q %+v %v, want %q %+v", canon, b, o, ok, p.Bridge, p.Order())
+				}
+			}
+		}
 		for _, required := range []bool{false, true} {
 			o := Options{TopicPrefix: "ub", Supplies: []Supply{{UPS: "ups1", Bridge: "b1"}}, RequireSigned: required,
 				Verifier: signing.NewVerifier(testPub), MaxStateAge: time.Hour, Now: func() time.Time { return t0 }}

@@ -104,8 +104,8 @@ type Intake struct {
 	seq   uint64
 	// resub are state topics whose retained copy is asked for again.
 	resub   map[string]bool
-	logLast map[string]time.Time
-	logMiss map[string]int
+	logLast map[logKey]time.Time
+	logMiss map[logKey]int
 
 	cmMu sync.Mutex
 	cm   *autopaho.ConnectionManager
@@ -156,11 +156,12 @@ func New(opts Options) (*Intake, error) {
 	if opts.Conn.MaxPacketSize == 0 {
 		opts.Conn.MaxPacketSize = MaxPacket
 	}
+	opts.Conn.BufferedRead = true
 	in := &Intake{
 		opts: opts, log: opts.Logger.With("component", "intake"),
 		notify: make(chan struct{}, 1), wake: make(chan struct{}, 1),
 		slots: map[slotKey]*slot{}, resub: map[string]bool{},
-		logLast: map[string]time.Time{}, logMiss: map[string]int{},
+		logLast: map[logKey]time.Time{}, logMiss: map[logKey]int{},
 	}
 	in.chk = newChecker(&in.opts)
 	return in, nil
@@ -238,7 +239,8 @@ func (in *Intake) put(n news.News) {
 
 // Handle checks one message as read from the broker: retained is the
 // RETAIN flag of the delivery. It runs on the client's goroutine, in order,
-// and never blocks on the consumer.
+// and never blocks on the consumer. A dropped message costs a counter and,
+// at most once per RateLimit per reason and topic, a log line.
 func (in *Intake) Handle(topic string, payload []byte, retained bool) {
 	now := in.opts.Now()
 	in.mu.Lock()
@@ -255,6 +257,10 @@ func (in *Intake) Handle(topic string, payload []byte, retained bool) {
 	if v.resubscribe {
 		in.resub[in.chk.topics.State(v.n.UPS)] = true
 	}
+	log, missed := false, 0
+	if v.reason != ReasonNone {
+		log, missed = in.shouldLog(v.reason, topic, now)
+	}
 	in.mu.Unlock()
 	if v.bridgesChanged || v.resubscribe {
 		select {
@@ -270,8 +276,15 @@ func (in *Intake) Handle(topic string, payload []byte, retained bool) {
 	if v.conflict != nil {
 		in.log.Error("two bridges publish one UPS id: check bridge ids and pin supplies[].bridge", "ups", v.conflict.UPS, "detail", v.conflict.Detail)
 	}
-	if v.reason != ReasonNone {
-		in.logDrop(v, topic, now)
+	if log {
+		level := slog.LevelWarn
+		switch {
+		case v.reason == ReasonSkew || v.reason == ReasonConflict:
+			level = slog.LevelError
+		case v.reason == ReasonUnsigned && in.chk.topics.Parse(topic).Kind != mqttwire.KindState:
+			level = slog.LevelInfo
+		}
+		in.log.Log(context.Background(), level, "message dropped", "reason", v.reason.String(), "err", v.why(), "similar_dropped_since", missed)
 	}
 }
 
@@ -288,36 +301,32 @@ func (in *Intake) dropStaleBridgeSlots() {
 	}
 }
 
-// logDrop logs a dropped message, at most once per RateLimit per reason and
-// topic kind, with the number of lines left out since.
-func (in *Intake) logDrop(v verdict, topic string, now time.Time) {
+// logKey rate-limits the log lines of dropped messages: per reason, topic
+// kind and id (the ids come from subscribed topics, so the keys are few).
+type logKey struct {
+	reason Reason
+	kind   mqttwire.Kind
+	id     string
+}
+
+// shouldLog says whether a dropped message is logged and how many like it
+// were not since; called with mu held. It does not allocate for a message
+// that is not logged.
+func (in *Intake) shouldLog(r Reason, topic string, now time.Time) (bool, int) {
 	t := in.chk.topics.Parse(topic)
-	key := v.reason.String() + "/" + t.Kind.String() + "/" + t.ID
-	in.mu.Lock()
-	last, seen := in.logLast[key]
-	if seen && now.Sub(last) < in.opts.RateLimit {
-		in.logMiss[key]++
-		in.mu.Unlock()
-		return
+	k := logKey{r, t.Kind, t.ID}
+	if last, ok := in.logLast[k]; ok && now.Sub(last) < in.opts.RateLimit {
+		in.logMiss[k]++
+		return false, 0
 	}
-	if len(in.logLast) > 4096 { // ids come from subscribed topics; this is only a backstop
+	if len(in.logLast) > 4096 { // a backstop only
 		clear(in.logLast)
 		clear(in.logMiss)
 	}
-	missed := in.logMiss[key]
-	in.logLast[key] = now
-	delete(in.logMiss, key)
-	in.mu.Unlock()
-	level := slog.LevelWarn
-	switch v.reason {
-	case ReasonSkew, ReasonConflict:
-		level = slog.LevelError
-	case ReasonUnsigned:
-		if t.Kind != mqttwire.KindState {
-			level = slog.LevelInfo
-		}
-	}
-	in.log.Log(context.Background(), level, "message dropped", "reason", v.reason.String(), "err", v.err, "similar_dropped_since", missed)
+	missed := in.logMiss[k]
+	in.logLast[k] = now
+	delete(in.logMiss, k)
+	return true, missed
 }
 
 // subscriptions is what the intake subscribes to now; called with mu held.

@@ -17,13 +17,11 @@ import (
 	"github.com/upsbridge/upsbridge/hass"
 	"github.com/upsbridge/upsbridge/mqttwire"
 	"github.com/upsbridge/upsbridge/sinks/mqtt"
-	"github.com/upsbridge/upsbridge/sinks/shutdown"
 )
 
-// Shutdown agents, state signing and the bridge's primary role:
+// Shutdown agents and state signing (the bridge's primary role is in
+// run_primary.go):
 //   - bridge.signing_key_file: every published state and event is signed;
-//   - with sources, the bridge is the primary of its UPSes (FSD handshake,
-//     bridge.primary.host_sync and kill_power);
 //   - with an agent section, the agent runs as a service with its own
 //     broker connection.
 func init() {
@@ -34,16 +32,6 @@ func init() {
 				return configError{fmt.Errorf("bridge.signing_key_file: %w", err)}
 			}
 			r.mqttOpts.Sign = s
-		}
-		if r.mqttOpts != nil {
-			r.bridge.AddSink(shutdown.NewPrimary(shutdown.PrimaryOptions{
-				Bridge:      r.bridge,
-				HostSync:    r.cfg.Bridge.Primary.HostSync,
-				KillPower:   r.cfg.Bridge.Primary.KillPower,
-				Conn:        mqtt.ConnOptionsFromConfig(config.MQTT{URL: r.cfg.MQTT.URL, Username: r.cfg.MQTT.Username, Password: r.cfg.MQTT.Password, TLS: r.cfg.MQTT.TLS}, "upsbridge-primary-"+r.cfg.Bridge.ID, r.log),
-				TopicPrefix: r.cfg.MQTT.TopicPrefix,
-				Logger:      r.log,
-			}))
 		}
 		if agent.FromConfig(r.cfg) == nil {
 			return nil
