@@ -22,7 +22,9 @@ func state(status string, live bool) news.News {
 		Reading: news.Reading{Bridge: "nas", CommOK: true, Status: status, Flags: bridge.ParseStatus(status).Flags}}
 }
 
-func at(d time.Duration) Now { return Now{Mono: d, Wall: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(d)} }
+func at(d time.Duration) Now {
+	return Now{Mono: d, Wall: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(d)}
+}
 
 // TestSnapshotAndDeadlines: the status, the countdown and the next instant
 // the policy must be evaluated at follow one outage.
