@@ -552,9 +552,14 @@ func (p *Policy) Protected(now time.Duration) (bool, string) {
 	var why []string
 	for _, s := range p.sorted() {
 		switch {
-		case !s.hasGood:
+		case !s.live:
 			why = append(why, fmt.Sprintf("ups %s: no live state since start", s.spec.UPS))
-		case now-s.goodAt > p.cfg.MaxStateAge:
+		case !s.hasGood:
+			why = append(why, fmt.Sprintf("ups %s: bridge %s has not reached the UPS since start (comm_ok false)", s.spec.UPS, s.lastLive.Bridge))
+		case now-s.goodAt <= p.cfg.MaxStateAge:
+		case !s.lastLive.CommOK:
+			why = append(why, fmt.Sprintf("ups %s: bridge %s has lost the UPS (comm_ok false) for more than max_state_age %s", s.spec.UPS, s.lastLive.Bridge, p.cfg.MaxStateAge))
+		default:
 			why = append(why, fmt.Sprintf("ups %s: no live state for more than max_state_age %s", s.spec.UPS, p.cfg.MaxStateAge))
 		}
 	}

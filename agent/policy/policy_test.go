@@ -77,3 +77,33 @@ func TestHistoryOnly(t *testing.T) {
 		t.Fatalf("snapshot %+v", sn)
 	}
 }
+
+// TestProtectedReasons: each way of being unprotected says why.
+func TestProtectedReasons(t *testing.T) {
+	lost := func(n news.News) news.News { n.Reading.CommOK = false; return n }
+	tests := []struct {
+		name string
+		feed []news.News
+		at   time.Duration
+		want string
+	}{
+		{"nothing", nil, time.Minute, "ups ups1: no live state since start"},
+		{"history only", []news.News{state("OL", false)}, time.Minute, "ups ups1: no live state since start"},
+		{"bridge never reached the UPS", []news.News{lost(state("OL", true))}, time.Minute, "ups ups1: bridge nas has not reached the UPS since start (comm_ok false)"},
+		{"fresh", []news.News{state("OL", true)}, 90 * time.Second, ""},
+		{"silent", []news.News{state("OL", true)}, 91 * time.Second, "ups ups1: no live state for more than max_state_age 1m30s"},
+		{"bridge lost the UPS", []news.News{state("OL", true), lost(state("OL", true))}, 91 * time.Second, "ups ups1: bridge nas has lost the UPS (comm_ok false) for more than max_state_age 1m30s"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(cfg(), at(0), Progress{})
+			for _, n := range tc.feed {
+				p.Observe(n, 0)
+			}
+			ok, why := p.Protected(tc.at)
+			if ok != (tc.want == "") || why != tc.want {
+				t.Fatalf("protected %v %q, want %q", ok, why, tc.want)
+			}
+		})
+	}
+}
