@@ -41,6 +41,17 @@ type ForcedShutdowner interface {
 	SetFSD(ctx context.Context, ups string) error
 }
 
+// PrimaryReporter is the optional ability of a source to say whether the
+// bridge is the primary of a UPS it reads: the one that decides forced
+// shutdown (FSD) when the UPS turns critical, as upsmon's primary does. A
+// source that reads the UPS directly (USB) is; a NUT source only when its
+// upsd account is the UPS's primary. A source without this ability makes
+// the bridge a secondary of its UPSes: it relays the FSD its server reports
+// and never sets one.
+type PrimaryReporter interface {
+	IsPrimary(ups string) bool
+}
+
 // CommandResult is what a UPS said about a command.
 type CommandResult struct {
 	// Status is "SUCCESS", "FAILED", "PENDING" (result unknown) or the
@@ -61,6 +72,9 @@ var (
 	ErrUnknownUPS     = errors.New("unknown UPS")
 	ErrNotSupported   = errors.New("the source of this UPS does not support it")
 	ErrCommandUnknown = errors.New("the UPS does not offer this command")
+	// ErrNotPrimary: the bridge is a secondary of the UPS; FSD is its
+	// primary's decision.
+	ErrNotPrimary = errors.New("the bridge is not the primary of this UPS")
 )
 
 // Backoff returns the wait before reconnect attempt n (0-based): exponential

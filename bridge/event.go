@@ -42,6 +42,31 @@ const (
 	EventStageFailed EventType = "STAGE_FAILED"
 	// EventUndo is emitted by an agent that undid a stage when mains returned.
 	EventUndo EventType = "UNDO"
+	// EventPoweringOff is emitted by an agent that is asking its OS to power
+	// off: its final commands and final_delay are done.
+	EventPoweringOff EventType = "POWERING_OFF"
+	// EventPoweroffFailed is emitted by an agent whose power-off failed; it
+	// retries.
+	EventPoweroffFailed EventType = "POWEROFF_FAILED"
+
+	// The primary's handshake after FSD (sinks/primary), each step an event.
+
+	// EventHostSync: FSD is set; the primary waits for the hosts the UPS feeds.
+	EventHostSync EventType = "HOSTSYNC"
+	// EventHostDown: one host fed by the UPS is done (offline, powering
+	// off for host_sync, or silent for host_sync).
+	EventHostDown EventType = "HOST_DOWN"
+	// EventHostsDown: every host fed by the UPS is done.
+	EventHostsDown EventType = "HOSTS_DOWN"
+	// EventHostSyncTimeout: max_wait passed with hosts still shutting down.
+	EventHostSyncTimeout EventType = "HOSTSYNC_TIMEOUT"
+	// EventKillPower: the primary asked the UPS to cut its load and return
+	// with mains (shutdown.return).
+	EventKillPower EventType = "KILLPOWER"
+	// EventKillPowerFailed: the UPS did not accept the kill-power command.
+	EventKillPowerFailed EventType = "KILLPOWER_FAILED"
+	// EventKillPowerSkipped: mains returned before the kill; the load stays on.
+	EventKillPowerSkipped EventType = "KILLPOWER_SKIPPED"
 )
 
 // Severity orders events for routing (notifier min_severity).
@@ -81,7 +106,13 @@ func ParseSeverity(s string) (Severity, error) {
 
 type eventInfo struct {
 	severity Severity
-	format   string // %s is the UPS id
+	format   string // %s is the UPS id (the host's id for host events)
+}
+
+// hostEvents are the events of a host's agent rather than of a UPS.
+var hostEvents = map[EventType]bool{
+	EventShutdown: true, EventStage: true, EventStageFailed: true, EventUndo: true,
+	EventPoweringOff: true, EventPoweroffFailed: true,
 }
 
 var eventTable = map[EventType]eventInfo{
@@ -113,6 +144,16 @@ var eventTable = map[EventType]eventInfo{
 	EventStage:       {SeverityWarning, "Host %s started a shutdown stage"},
 	EventStageFailed: {SeverityWarning, "Host %s: a shutdown stage command failed"},
 	EventUndo:        {SeverityInfo, "Host %s undid a shutdown stage: mains returned"},
+
+	EventPoweringOff:      {SeverityCritical, "Host %s is powering off"},
+	EventPoweroffFailed:   {SeverityCritical, "Host %s: power-off failed; retrying"},
+	EventHostSync:         {SeverityWarning, "UPS %s: forced shutdown; waiting for the hosts it feeds to power off"},
+	EventHostDown:         {SeverityInfo, "UPS %s: a host it feeds is down"},
+	EventHostsDown:        {SeverityWarning, "UPS %s: every host it feeds is down"},
+	EventHostSyncTimeout:  {SeverityWarning, "UPS %s: max_wait passed while hosts were still shutting down"},
+	EventKillPower:        {SeverityCritical, "UPS %s: cutting the load (shutdown.return); it returns with mains"},
+	EventKillPowerFailed:  {SeverityCritical, "UPS %s: could not cut the load"},
+	EventKillPowerSkipped: {SeverityInfo, "UPS %s is back on mains: the load is not cut"},
 }
 
 // KnownEvent reports whether t is an event name upsbridge produces.
@@ -129,6 +170,11 @@ func EventTypes() []EventType {
 	}
 	return out
 }
+
+// HostEvent reports whether t is an event of a host's agent (STAGE,
+// SHUTDOWN, POWERING_OFF...), published on the agent's topic, never on a
+// UPS's.
+func HostEvent(t EventType) bool { return hostEvents[t] }
 
 // Severity returns the event type's severity.
 func (t EventType) Severity() Severity { return eventTable[t].severity }

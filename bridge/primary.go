@@ -14,12 +14,20 @@ import (
 // down. The latch is released once the UPS is back on mains and no longer
 // critical by itself, so that hosts restarting after the outage do not see
 // FSD again. Calling it again while latched does nothing.
+//
+// Only the UPS's primary sets FSD (see [PrimaryReporter]); on a UPS of
+// which the bridge is a secondary it returns ErrNotPrimary and changes
+// nothing: a secondary relays the FSD its server reports.
 func (b *Bridge) SetFSD(ctx context.Context, ups string) error {
 	b.mu.Lock()
 	e := b.upss[ups]
 	if e == nil {
 		b.mu.Unlock()
 		return fmt.Errorf("set FSD: %w %q", ErrUnknownUPS, ups)
+	}
+	if !isPrimary(e.owner, ups) {
+		b.mu.Unlock()
+		return fmt.Errorf("set FSD on %q: %w", ups, ErrNotPrimary)
 	}
 	if e.fsd {
 		b.mu.Unlock()
@@ -41,6 +49,20 @@ func (b *Bridge) SetFSD(ctx context.Context, ups string) error {
 		}
 	}
 	return nil
+}
+
+// IsPrimary reports whether the bridge is the primary of the UPS: its
+// source says so ([PrimaryReporter]). Unknown UPSes are not.
+func (b *Bridge) IsPrimary(ups string) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	e := b.upss[ups]
+	return e != nil && isPrimary(e.owner, ups)
+}
+
+func isPrimary(owner Source, ups string) bool {
+	p, ok := owner.(PrimaryReporter)
+	return ok && p.IsPrimary(ups)
 }
 
 // FSDLatched reports whether SetFSD latched forced shutdown on the UPS.

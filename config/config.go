@@ -37,7 +37,9 @@ type Config struct {
 	HTTP    HTTP    `koanf:"http"`
 	Sources []Typed `koanf:"sources"`
 	Notify  []Typed `koanf:"notify"`
-	Agent   *Agent  `koanf:"agent"`
+	// Agent is the shutdown agent's section, nil when absent. Its struct
+	// is registered by the agent's package (RegisterSection).
+	Agent any `koanf:"agent"`
 }
 
 // Log configures logging.
@@ -119,10 +121,23 @@ type Bridge struct {
 	SigningKeyFile string `koanf:"signing_key_file"`
 }
 
-// Primary configures the bridge's role as the primary of its UPSes.
+// Primary configures the bridge's handshake as the primary of its UPSes
+// (USB UPSes, and NUT UPSes with primary: true): after FSD it waits for the
+// hosts the UPS feeds, then may cut the UPS's load.
 type Primary struct {
-	HostSync  time.Duration `koanf:"host_sync"`
-	KillPower bool          `koanf:"kill_power"`
+	// HostSync: an agent powering_off this long is done; one that says
+	// nothing this long counts as gone (upsmon's HOSTSYNC).
+	HostSync time.Duration `koanf:"host_sync"`
+	// MaxWait bounds the wait for agents still shutting down after FSD.
+	MaxWait time.Duration `koanf:"max_wait"`
+	// FinalDelay is waited after the hosts are done, before the kill.
+	FinalDelay time.Duration `koanf:"final_delay"`
+	// KillPower sends shutdown.return after the handshake if the UPS is
+	// still not on line.
+	KillPower bool `koanf:"kill_power"`
+	// KillPowerDelay is set as ups.delay.shutdown before the kill where
+	// the UPS allows it; 0 leaves the UPS's own delay.
+	KillPowerDelay time.Duration `koanf:"kill_power_delay"`
 }
 
 // HASS configures Home Assistant discovery.
@@ -162,7 +177,8 @@ func Default() *Config {
 			StateInterval:  30 * time.Second,
 			DeadTime:       15 * time.Second,
 			NoCommWarnTime: 300 * time.Second,
-			Primary:        Primary{HostSync: 15 * time.Second},
+			Primary: Primary{HostSync: 15 * time.Second, MaxWait: 10 * time.Minute, FinalDelay: 5 * time.Second,
+				KillPowerDelay: 20 * time.Second},
 		},
 		HASS: HASS{Enabled: true, DiscoveryPrefix: "homeassistant", Mode: "entity"},
 	}
@@ -277,8 +293,8 @@ func (c *Config) Validate() []FieldError {
 	errs = append(errs, Prefix("http", ResolveSecret(&c.HTTP.Token, c.HTTP.TokenFile, "token"))...)
 	errs = append(errs, validateTyped("sources", c.Sources, true)...)
 	errs = append(errs, validateTyped("notify", c.Notify, false)...)
-	if c.Agent != nil {
-		errs = append(errs, Prefix("agent", c.Agent.Validate())...)
+	if v, ok := c.Agent.(Validator); ok {
+		errs = append(errs, Prefix("agent", v.Validate())...)
 	}
 	return errs
 }
@@ -338,10 +354,22 @@ func (b *Bridge) validate() []FieldError {
 		{"dead_time", b.DeadTime},
 		{"nocomm_warn_time", b.NoCommWarnTime},
 		{"primary.host_sync", b.Primary.HostSync},
+		{"primary.max_wait", b.Primary.MaxWait},
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
 			errs = append(errs, Errorf(p.key, "must be > 0, got %q", p.d.String()))
+		}
+	}
+	if b.Primary.MaxWait > 0 && b.Primary.MaxWait < b.Primary.HostSync {
+		errs = append(errs, Errorf("primary.max_wait", "must be at least primary.host_sync (%s), got %q", b.Primary.HostSync, b.Primary.MaxWait.String()))
+	}
+	for _, p := range []struct {
+		key string
+		d   time.Duration
+	}{{"primary.final_delay", b.Primary.FinalDelay}, {"primary.kill_power_delay", b.Primary.KillPowerDelay}} {
+		if p.d < 0 {
+			errs = append(errs, Errorf(p.key, "must be >= 0, got %q", p.d.String()))
 		}
 	}
 	return errs

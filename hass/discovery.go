@@ -485,7 +485,9 @@ func UPSDevice(o Options, st *bridge.State) *Device {
 	types := bridge.EventTypes()
 	evTypes := make([]string, 0, len(types))
 	for _, t := range types {
-		evTypes = append(evTypes, string(t))
+		if !bridge.HostEvent(t) { // published on the agent's topic only
+			evTypes = append(evTypes, string(t))
+		}
 	}
 	sort.Strings(evTypes)
 	add("event", "events", map[string]any{

@@ -192,7 +192,7 @@ func allMessages(t *testing.T, o hass.Options) (map[string][]hass.Message, []*br
 		out[d.name] = hass.Messages(o, hass.UPSDevice(o, st))
 	}
 	out["bridge"] = hass.Messages(o, hass.BridgeDevice(o))
-	out["agent"] = hass.Messages(o, hass.AgentDevice(o, hass.Agent{ID: "nas-1", Host: "nas", SWVersion: "1.0.0", StateTopic: "upsbridge/agent/nas-1/state"}))
+	out["agent"] = hass.Messages(o, hass.AgentDevice(o, hass.Agent{ID: "nas-1", Host: "nas", SWVersion: "1.0.0", StateTopic: "upsbridge/agent/nas-1/state", EventTopic: "upsbridge/agent/nas-1/event"}))
 	return out, states
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/upsbridge/upsbridge/config"
 	"github.com/upsbridge/upsbridge/sinks/mqtt"
 	"github.com/upsbridge/upsbridge/sinks/mqtt/broker"
+	"github.com/upsbridge/upsbridge/sinks/primary"
 )
 
 func init() {
@@ -127,6 +128,9 @@ type runState struct {
 	env      bridge.Env
 	bridge   *bridge.Bridge
 	mqttOpts *mqtt.Options // nil when this process publishes no UPS
+	// hostCounters are hosts the primary waits for besides agents (NUT
+	// secondaries of the bridge's own NUT server); see run_primary.go.
+	hostCounters []primary.HostCounter
 	// extra goroutines started with the bridge and stopped with it.
 	services []func(ctx context.Context) error
 }
@@ -221,6 +225,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, extraSinks [
 			TopicPrefix: cfg.MQTT.TopicPrefix,
 			BridgeID:    cfg.Bridge.ID,
 			SpoolDir:    filepath.Join(dir, "bridge-"+cfg.Bridge.ID, "mqtt-events"),
+			EpochFile:   filepath.Join(dir, "bridge-"+cfg.Bridge.ID, "epoch"),
 			Commands:    b,
 			Policy: bridge.CommandPolicy{
 				DangerousCommands: cfg.HASS.DangerousCommands,

@@ -5,8 +5,10 @@
 //	GET /metrics    Prometheus text format 0.0.4 (written here, see expo.go)
 //	GET /healthz    200 "ok" while the process serves requests
 //	GET /readyz     200 "ready", or 503 with one line per problem: the broker
-//	                connection is down, a source has read no UPS yet, or a
-//	                UPS is not communicating
+//	                connection is down, a source has read no UPS yet, a
+//	                UPS is not communicating, or a sink reports a problem
+//	                (a stats key "problem": a shutdown agent that cannot
+//	                protect its host)
 //	GET /api/state  every UPS state, agent, source and sink as JSON
 //
 // With a token (http.token) every path but /healthz needs
@@ -259,6 +261,11 @@ func (s *Server) problems() []string {
 			} else {
 				out = append(out, fmt.Sprintf("sink %s: not connected", ns.Name))
 			}
+		}
+		// A sink states its own problem in words (a shutdown agent that
+		// cannot protect its host).
+		if p, ok := ns.Stats["problem"].(string); ok && p != "" {
+			out = append(out, p)
 		}
 	}
 	states := s.snapshot()

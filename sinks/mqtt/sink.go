@@ -39,8 +39,20 @@ type Options struct {
 	TopicPrefix string
 	BridgeID    string
 	// Epoch orders this run's states after every earlier run's (see
-	// mqttwire.StatePayload); it must only grow across restarts.
+	// mqttwire.StatePayload); it must only grow across restarts. Zero (the
+	// usual) makes the sink choose it on its first connection (see
+	// ChooseEpoch): from EpochFile, its own retained states on the broker
+	// and the clock, before it publishes anything.
 	Epoch uint64
+	// EpochFile stores the epoch across restarts; empty keeps none.
+	EpochFile string
+	// EpochWindow bounds how long the first connection waits for the
+	// bridge's own retained states before the epoch is chosen (default
+	// 2 s); the wait ends early once every UPS the sink knows answered.
+	EpochWindow time.Duration
+	// Listeners read topics over the sink's connection (the primary's
+	// agent states, agents' events for the notifiers).
+	Listeners []Listener
 	// SpoolDir holds events not yet acknowledged by the broker.
 	SpoolDir string
 	// Commands, when set, enables the command and set topics.
@@ -97,6 +109,17 @@ type Extension interface {
 	OnMessage(topic string, payload []byte) (republish bool)
 }
 
+// Listener reads messages over the sink's connection, so the bridge keeps a
+// single connection to the broker. OnReceive is called on the connection's
+// receiving goroutine for every message that is not the sink's own
+// business (commands, states): it must filter by topic, treat the payload
+// as hostile, and never block.
+type Listener interface {
+	// Subscriptions lists topic filters to subscribe to on each connect.
+	Subscriptions() []string
+	OnReceive(topic string, payload []byte, retained bool)
+}
+
 // Sink publishes states and events to MQTT.
 type Sink struct {
 	opts   Options
@@ -109,7 +132,13 @@ type Sink struct {
 	inbox  chan inbound  // received messages, handled on the publishing goroutine
 	cmdSem chan struct{} // bounds concurrent commands
 
+	wire mqttwire.Topics
+
 	// Owned by the publishing goroutine:
+	epoch     uint64            // 0 until chosen
+	stored    uint64            // the epoch file's, read at start
+	epochDue  time.Time         // end of the epoch window, once connected
+	pubSeq    map[string]uint64 // ups -> seq of its last publication
 	states    map[string]*bridge.State
 	published map[string]uint64 // ups -> seq last published
 	dirty     map[string]bool   // ups whose state may be unpublished
@@ -120,6 +149,9 @@ type Sink struct {
 	maxPacket atomic.Uint32 // the broker's maximum packet size (0: none said)
 
 	stats sinkStats // read by Stats from other goroutines
+
+	// Shared with the connection's receiving goroutine (watch.go).
+	watch watchState
 }
 
 type inbound struct {
@@ -172,6 +204,9 @@ func New(opts Options) (*Sink, error) {
 	if opts.PublishTimeout <= 0 {
 		opts.PublishTimeout = 10 * time.Second
 	}
+	if opts.EpochWindow <= 0 {
+		opts.EpochWindow = 2 * time.Second
+	}
 	if opts.SpoolDir == "" {
 		return nil, errors.New("mqtt sink: no spool directory for queued events")
 	}
@@ -191,6 +226,9 @@ func New(opts Options) (*Sink, error) {
 		published: map[string]uint64{},
 		dirty:     map[string]bool{},
 		avail:     map[string]string{},
+		pubSeq:    map[string]uint64{},
+		wire:      mqttwire.Topics{Prefix: opts.TopicPrefix},
+		watch:     newWatchState(),
 	}, nil
 }
 
@@ -215,6 +253,20 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 	if n := sp.Len(); n > 0 {
 		s.log.Info("events from before the restart are queued for delivery", "count", n)
 	}
+	s.epoch = s.opts.Epoch
+	if s.epoch == 0 {
+		if s.opts.EpochFile != "" {
+			if s.stored, err = LoadEpoch(s.opts.EpochFile); err != nil {
+				// The retained states and the clock still order this
+				// run after the last; refusing to run would protect
+				// no one.
+				s.log.Error("stored epoch unreadable; choosing one from the broker and the clock", "err", err)
+			}
+		}
+	} else {
+		s.watch.setEpoch(s.epoch)
+		s.stats.epoch.Store(s.epoch)
+	}
 
 	connCtx, cancelConn := context.WithCancel(ctx)
 	defer cancelConn()
@@ -236,13 +288,7 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 			}
 			s.maxPacket.Store(mp)
 		},
-		OnPublish: func(topic string, payload []byte, _ bool) {
-			select {
-			case s.inbox <- inbound{topic, payload}:
-			default:
-				s.log.Warn("incoming message dropped: handler busy", "topic", topic)
-			}
-		},
+		OnPublish: s.receive,
 	})
 	if err != nil {
 		return fmt.Errorf("mqtt sink: %w", err)
@@ -268,6 +314,7 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 		}
 	}()
 
+	var epochTimer <-chan time.Time
 	for {
 		select {
 		case m, ok := <-in:
@@ -280,6 +327,15 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 			s.connected = true
 			s.full = true
 			s.subscribe(ctx)
+			if s.epoch == 0 && s.epochDue.IsZero() {
+				// Retained states arrive right after the subscription;
+				// nothing is published until the epoch is chosen.
+				s.epochDue = time.Now().Add(s.opts.EpochWindow)
+				epochTimer = time.After(s.opts.EpochWindow)
+			}
+		case <-s.watch.answered:
+		case <-epochTimer:
+			epochTimer = nil
 		case msg := <-s.inbox:
 			s.handleInbound(ctx, &wg, msg)
 		case <-s.refused.wake():
@@ -287,7 +343,10 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 		case <-ctx.Done():
 			return nil
 		}
-		ok := !s.connected || s.flush(ctx)
+		if s.epoch == 0 && !s.epochDue.IsZero() {
+			s.tryChooseEpoch()
+		}
+		ok := !s.connected || s.epoch == 0 || s.flush(ctx)
 		s.stats.queued.Store(int64(s.spool.Len()))
 		if !ok {
 			// A publish failed: the connection is down or flaky. Wait for
@@ -320,9 +379,18 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 func (s *Sink) accept(m bridge.Message) {
 	switch m.Kind {
 	case bridge.MessageState:
+		if _, known := s.states[m.State.UPS]; !known {
+			s.watch.addOwn(m.State.UPS, s)
+		}
 		s.states[m.State.UPS] = m.State
 		s.dirty[m.State.UPS] = true
 	case bridge.MessageEvent:
+		if m.Event.Host != "" || bridge.HostEvent(m.Event.Type) {
+			// A host's events are the agent's word, on the agent's own
+			// topic; the bridge never republishes them under its name
+			// (or its signature) on a UPS's topic.
+			return
+		}
 		p := mqttwire.NewEventPayload(m.Event, s.opts.BridgeID)
 		if s.opts.Sign != nil {
 			if err := s.opts.Sign.SignEvent(&p); err != nil {
@@ -432,7 +500,11 @@ func (s *Sink) publishState(ctx context.Context, st *bridge.State) bool {
 	if st.Time.IsZero() {
 		return true // never read: nothing to say but "offline"
 	}
-	p := mqttwire.NewStatePayload(st, s.opts.BridgeID, s.opts.Epoch, time.Now())
+	// Every publication has its own seq and ts: one re-published after a
+	// reconnect or on state_interval is news, never a replay.
+	s.pubSeq[st.UPS]++
+	p := mqttwire.NewStatePayload(st, s.opts.BridgeID, s.epoch, time.Now())
+	p.Seq = s.pubSeq[st.UPS]
 	if s.opts.Sign != nil {
 		if err := s.opts.Sign.SignState(&p); err != nil {
 			s.log.Error("sign state", "ups", st.UPS, "err", err)
@@ -506,6 +578,15 @@ func (s *Sink) subscribe(ctx context.Context) {
 			subs = append(subs, paho.SubscribeOptions{Topic: t, QoS: 1})
 		}
 	}
+	for _, l := range s.opts.Listeners {
+		for _, t := range l.Subscriptions() {
+			subs = append(subs, paho.SubscribeOptions{Topic: t, QoS: 1})
+		}
+	}
+	// Every UPS's state: the bridge's own retained ones give the epoch at
+	// start; another bridge's on one of this bridge's UPS ids is a
+	// duplicate publisher.
+	subs = append(subs, paho.SubscribeOptions{Topic: s.wire.State("+"), QoS: 0})
 	if len(subs) == 0 {
 		return
 	}

@@ -16,10 +16,16 @@ type sinkStats struct {
 	publishRefused atomic.Uint64
 	retrying       atomic.Int64
 	refused        atomic.Pointer[refusedBook]
+	duplicates     atomic.Uint64 // states of another publisher on own UPS ids
+	epoch          atomic.Uint64
 }
 
 // Connected reports whether the sink's broker connection is up.
 func (s *Sink) Connected() bool { return s.stats.connected.Load() }
+
+// Epoch returns this run's epoch (0 until it is chosen on the first
+// connection).
+func (s *Sink) Epoch() uint64 { return s.stats.epoch.Load() }
 
 // QueueDepth returns how many events wait in the spool for the broker.
 func (s *Sink) QueueDepth() int { return int(s.stats.queued.Load()) }
@@ -46,5 +52,7 @@ func (s *Sink) Stats() map[string]any {
 		"queue_depth":             s.QueueDepth(),
 		"publish_failures_total":  s.stats.publishFailures.Load(),
 		"commands_rejected_total": s.stats.commandsRejected.Load(),
+		"duplicate_states_total":  s.stats.duplicates.Load(),
+		"epoch":                   s.stats.epoch.Load(),
 	}
 }

@@ -69,6 +69,7 @@ var (
 	_ bridge.Commander        = (*Source)(nil)
 	_ bridge.VarSetter        = (*Source)(nil)
 	_ bridge.ForcedShutdowner = (*Source)(nil)
+	_ bridge.PrimaryReporter  = (*Source)(nil)
 )
 
 // New returns a source for a validated configuration.
@@ -685,6 +686,18 @@ func hint(code string) string {
 	e := &client.ProtocolError{Code: code}
 	_, h, _ := strings.Cut(e.Error(), ": ")
 	return h
+}
+
+// IsPrimary implements bridge.PrimaryReporter: with primary: true the
+// bridge is the primary of every UPS this source reads (its upsd account
+// has upsmon primary rights); otherwise it is a secondary that relays the
+// FSD upsd reports.
+func (s *Source) IsPrimary(ups string) bool {
+	if !s.cfg.Primary {
+		return false
+	}
+	_, err := s.nutName(ups)
+	return err == nil
 }
 
 // SetFSD implements bridge.ForcedShutdowner: as the UPS's primary it sets

@@ -256,3 +256,9 @@ func (s *Source) InstCmd(_ context.Context, ups, command, _ string) (bridge.Comm
 }
 
 var _ bridge.Commander = (*Source)(nil)
+
+// IsPrimary implements bridge.PrimaryReporter: the simulated UPS stands for
+// one attached to the bridge (USB), of which the bridge is the primary.
+func (s *Source) IsPrimary(ups string) bool { return ups == s.cfg.ID }
+
+var _ bridge.PrimaryReporter = (*Source)(nil)

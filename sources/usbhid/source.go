@@ -341,3 +341,9 @@ func (s *Source) InstCmd(ctx context.Context, ups, command, arg string) (bridge.
 }
 
 var _ bridge.Commander = (*Source)(nil)
+
+// IsPrimary implements bridge.PrimaryReporter: the bridge reads this UPS
+// over USB, so no one else can decide its forced shutdown.
+func (s *Source) IsPrimary(ups string) bool { return ups == s.ups }
+
+var _ bridge.PrimaryReporter = (*Source)(nil)

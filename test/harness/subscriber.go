@@ -227,3 +227,15 @@ func Publish(t testing.TB, s *Subscriber, topic, payload string) {
 		t.Fatalf("publish %s: %v", topic, err)
 	}
 }
+
+// PublishRetained sends one retained QoS 1 message through the
+// subscriber's connection; an empty payload clears the topic's retained
+// message.
+func PublishRetained(t testing.TB, s *Subscriber, topic, payload string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.cm.Publish(ctx, &paho.Publish{Topic: topic, Payload: []byte(payload), QoS: 1, Retain: true}); err != nil {
+		t.Fatalf("publish retained %s: %v", topic, err)
+	}
+}
