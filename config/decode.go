@@ -136,6 +136,10 @@ func (d *decoder) decodeValue(path string, raw any, v reflect.Value) {
 		d.fail(path, "a typed entry outside a list")
 		return
 	}
+	if v.Kind() == reflect.Interface && v.NumMethod() == 0 {
+		d.decodeSection(path, raw, v)
+		return
+	}
 	if v.Kind() == reflect.Pointer {
 		if v.IsNil() {
 			v.Set(reflect.New(v.Type().Elem()))
@@ -307,6 +311,27 @@ func (d *decoder) decodeTyped(path, kind string, raw any, v reflect.Value) {
 	}
 	d.decodeStruct(path, m, sv.Elem())
 	v.Set(reflect.ValueOf(Typed{Type: typ, Spec: spec}))
+}
+
+// decodeSection fills an `any` field with the struct its package registered
+// for the section at path (RegisterSection).
+func (d *decoder) decodeSection(path string, raw any, v reflect.Value) {
+	newSpec := lookupSection(path)
+	if newSpec == nil {
+		d.fail(path, "is not available in this build")
+		return
+	}
+	spec := v.Interface()
+	if spec == nil {
+		spec = newSpec()
+	}
+	sv := reflect.ValueOf(spec)
+	if sv.Kind() != reflect.Pointer || sv.Elem().Kind() != reflect.Struct {
+		d.fail(path, "internal: section %q is not a pointer to a struct", path)
+		return
+	}
+	d.decodeStruct(path, raw, sv.Elem())
+	v.Set(sv)
 }
 
 func scalarString(raw any) (string, bool) {

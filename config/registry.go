@@ -23,7 +23,29 @@ type Validator interface {
 var (
 	regMu    sync.RWMutex
 	registry = map[string]map[string]func() any{}
+	sections = map[string]func() any{}
 )
+
+// RegisterSection makes a top-level section known whose struct lives in
+// the package that implements it (the shutdown agent's `agent`), so this
+// package imports nothing of it. newSpec returns a pointer to a fresh struct
+// with its defaults set; it is decoded strictly, and validated when it
+// implements [Validator]. The Config field of the section is an `any`.
+// Registering a key twice panics: it is a programming error.
+func RegisterSection(key string, newSpec func() any) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := sections[key]; dup {
+		panic(fmt.Sprintf("config: section %q registered twice", key))
+	}
+	sections[key] = newSpec
+}
+
+func lookupSection(key string) func() any {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	return sections[key]
+}
 
 // Register makes a type known for a typed list. kind is the list's key
 // ("sources", "notify"); newSpec returns a pointer to a fresh config struct

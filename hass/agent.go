@@ -1,20 +1,29 @@
 package hass
 
-import "sort"
+import (
+	"sort"
 
-// Agent describes a shutdown agent (sinks/shutdown) for AgentDevice.
+	"github.com/upsbridge/upsbridge/mqttwire"
+)
+
+// Agent describes a shutdown agent (package agent) for AgentDevice.
 type Agent struct {
-	// ID is the agent's id (agent.id).
+	// ID is the agent's id (agent.id); the device is named after it.
 	ID string
-	// Host names the machine the agent runs on (device name); "" uses ID.
+	// Host names the machine the agent runs on (shown as the device's
+	// model detail, not its name: two agents on one host stay apart).
 	Host string
 	// SWVersion is the upsbridge version the agent runs.
 	SWVersion string
 	// StateTopic is where the agent publishes its retained state JSON
 	// (<prefix>/agent/<id>/state): {"agent", "ts", "status":
-	// idle|on_battery|staging|shutting_down, "stage", "next_stage",
-	// "next_stage_in_s", "supplies", "dry_run", optionally "last_action"}.
+	// idle|on_battery|staging|shutting_down|powering_off, "stage",
+	// "next_stage", "next_stage_in_s", "supplies", "dry_run", "protected",
+	// optionally "reason" and "last_action"}.
 	StateTopic string
+	// EventTopic is where the agent publishes its events
+	// (<prefix>/agent/<id>/event); "" publishes no event entity.
+	EventTopic string
 	// AvailabilityTopic carries online/offline (the agent connection's
 	// Will). When empty, availability is read from StateTopic: the Will
 	// publishes the bare string "offline" there and any JSON state counts
@@ -23,24 +32,31 @@ type Agent struct {
 }
 
 // AgentStatuses are the options of an agent's Status enum sensor.
-var AgentStatuses = []string{"idle", "on_battery", "staging", "shutting_down"}
+var AgentStatuses = []string{mqttwire.AgentIdle, mqttwire.AgentOnBattery, mqttwire.AgentStaging, mqttwire.AgentShuttingDown, mqttwire.AgentPoweringOff}
+
+// AgentEventTypes are the event types an agent publishes on its event
+// topic, and the only ones its event entity lists.
+var AgentEventTypes = []string{
+	mqttwire.AgentEventOutageStart, mqttwire.AgentEventStage, mqttwire.AgentEventStageFailed, mqttwire.AgentEventUndo,
+	mqttwire.AgentEventOutageEnd, mqttwire.AgentEventShutdown, mqttwire.AgentEventPoweringOff,
+	mqttwire.AgentEventPoweroffFailed, mqttwire.AgentEventWarn,
+}
 
 // AgentDeviceID is an agent device's identifier.
 func AgentDeviceID(agentID string) string { return "upsbridge_agent_" + Slug(agentID) }
 
-// AgentDevice returns the device an agent publishes for itself, with its
-// status, current and next stage, the countdown to the next stage, whether
-// it is armed (not a dry run) and its last action. The agent publishes the
+// AgentDevice returns the device an agent publishes for itself, named
+// after the agent id, with its status, current and next stage, the
+// countdown to the next stage, whether it is armed (not a dry run), a
+// problem sensor (on while the host is unprotected), its last action and
+// its events. The agent publishes the
 // configs itself, on its own connection, with Messages(o, AgentDevice(o,
 // a)): o.DiscoveryPrefix, o.DeviceMode and o.Origin are used; o.TopicPrefix
 // and o.BridgeID are not (the agent is not under a bridge). Templates read
 // the state JSON defensively: a missing field renders "None" (unknown), and
 // the bare "offline" Will payload makes every entity unavailable.
 func AgentDevice(o Options, a Agent) *Device {
-	name := a.Host
-	if name == "" {
-		name = a.ID
-	}
+	name := a.ID
 	d := &Device{
 		ID:   AgentDeviceID(a.ID),
 		Slug: Slug(a.ID),
@@ -50,6 +66,9 @@ func AgentDevice(o Options, a Agent) *Device {
 			"manufacturer": "upsbridge",
 			"model":        "Shutdown agent",
 		},
+	}
+	if a.Host != "" && a.Host != a.ID {
+		d.Info["model"] = "Shutdown agent on " + a.Host
 	}
 	if a.SWVersion != "" {
 		d.Info["sw_version"] = a.SWVersion
@@ -95,6 +114,21 @@ func AgentDevice(o Options, a Agent) *Device {
 		"name": "Armed", "payload_on": "ON", "payload_off": "OFF", "icon": "mdi:shield-check",
 		"value_template": field("{{ 'None' if j.dry_run is not boolean else ('OFF' if j.dry_run else 'ON') }}"),
 	})
+	add("binary_sensor", "problem", map[string]any{
+		"name": "Unprotected", "device_class": "problem", "payload_on": "ON", "payload_off": "OFF",
+		"json_attributes_topic":    a.StateTopic,
+		"json_attributes_template": field("{{ {'reason': j.reason[:255] if j.reason is string else ''} | tojson }}"),
+		"value_template":           field("{{ 'None' if j.protected is not boolean else ('OFF' if j.protected else 'ON') }}"),
+	})
+	if a.EventTopic != "" {
+		add("event", "events", map[string]any{
+			"name": "Shutdown events", "event_types": append([]string(nil), AgentEventTypes...),
+			"icon":           "mdi:power-plug-off",
+			"value_template": `{{ {"event_type": value_json.type, "message": value_json.message, "stage": value_json.stage, "ups": value_json.ups, "dry_run": value_json.dry_run, "ts": value_json.ts} | tojson }}`,
+		})
+		// add sets state_topic to the state topic; events come on their own.
+		d.Entities[len(d.Entities)-1].Config["state_topic"] = a.EventTopic
+	}
 	add("sensor", "last_action", map[string]any{
 		"name": "Last action", "icon": "mdi:history",
 		"value_template": field("{{ j.last_action[:255] if j.last_action is string and j.last_action else 'None' }}"),

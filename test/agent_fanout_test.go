@@ -8,16 +8,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/agent"
+	"github.com/upsbridge/upsbridge/agent/intake"
+	"github.com/upsbridge/upsbridge/agent/policy"
 	"github.com/upsbridge/upsbridge/sinks/mqtt"
-	"github.com/upsbridge/upsbridge/sinks/shutdown"
-	srcmqtt "github.com/upsbridge/upsbridge/sources/mqtt"
 )
 
 // nopExec records nothing and runs nothing: the fan-out measures decisions.
 type nopExec struct{}
 
 func (nopExec) Run(context.Context, string, []string) error { return nil }
-func (nopExec) Poweroff(context.Context) error              { return nil }
+func (nopExec) PoweroffMethods() []string                   { return []string{"none"} }
+func (nopExec) Poweroff(context.Context, string) error      { return nil }
 
 // fanout starts n in-process agents (each with its own MQTT connection to
 // a real mosquitto), publishes one critical state and returns each agent's
@@ -31,18 +33,18 @@ func fanout(t testing.TB, r *agentRig, n int) []time.Duration {
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("a%03d", i)
 		var once sync.Once
-		w, err := srcmqtt.NewWatcher(srcmqtt.Options{
-			Conn: mqtt.ConnOptions{URL: r.mq.URL(), ClientID: "fanout-" + id}, TopicPrefix: "ub", Supplies: []string{"ups1"},
+		w, err := intake.New(intake.Options{
+			Conn: mqtt.ConnOptions{URL: r.mq.URL(), ClientID: "fanout-" + id}, TopicPrefix: "ub", Supplies: []intake.Supply{{UPS: "ups1"}},
 			MaxStateAge: time.Minute, OnUp: func(context.Context) { once.Do(func() { ready <- struct{}{} }) },
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ag, err := shutdown.NewAgent(shutdown.Options{
+		ag, err := agent.New(agent.Options{
 			ID: id, TopicPrefix: "ub", Exec: nopExec{},
-			Policy: shutdown.PolicyConfig{Supplies: []shutdown.SupplySpec{{UPS: "ups1", Power: 1}}, MinSupplies: 1, DeadTime: time.Minute, MaxStateAge: time.Minute},
-			OnDecision: func(a shutdown.Action, _ time.Time) {
-				if a.Kind == shutdown.ActPoweroff {
+			Policy: policy.Config{Supplies: []policy.Supply{{UPS: "ups1", Power: 1}}, MinSupplies: 1, DeadTime: time.Minute, MaxStateAge: time.Minute, OffDuration: 30 * time.Second},
+			OnDecision: func(a policy.Action, _ policy.Now) {
+				if a.Kind == policy.ActPoweroff {
 					decided <- time.Now()
 				}
 			},
@@ -52,7 +54,7 @@ func fanout(t testing.TB, r *agentRig, n int) []time.Duration {
 		}
 		wg.Add(2)
 		go func() { defer wg.Done(); _ = w.Run(ctx) }()
-		go func() { defer wg.Done(); _ = ag.Run(ctx, w.News()) }()
+		go func() { defer wg.Done(); _ = ag.Run(ctx, w) }()
 	}
 	for i := 0; i < n; i++ {
 		select {

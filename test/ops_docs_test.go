@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/agent"
 	"github.com/upsbridge/upsbridge/config"
 	_ "github.com/upsbridge/upsbridge/sinks/notify"
 	_ "github.com/upsbridge/upsbridge/sources/nut"
@@ -63,6 +64,14 @@ func walkKeys(prefix string, v reflect.Value, out *[]docKey) {
 		ft := f.Type
 		if ft == reflect.TypeOf([]config.Typed{}) {
 			continue
+		}
+		if ft.Kind() == reflect.Interface {
+			// A registered section (agent): its struct, when set.
+			if fv.IsNil() {
+				continue
+			}
+			fv = fv.Elem()
+			ft = fv.Type()
 		}
 		if ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct {
 			if fv.IsNil() {
@@ -157,8 +166,10 @@ func codeKeys(t *testing.T) map[string][]docKey {
 	t.Helper()
 	out := map[string][]docKey{}
 	cfg := config.Default()
-	cfg.Agent = &config.Agent{Supplies: []config.Supply{{}}, Stages: []config.Stage{{}}}
-	cfg.Agent.ApplyDefaults("/var/lib/upsbridge")
+	ag := &agent.Config{Supplies: []agent.Supply{{}}, Stages: []agent.Stage{{}}}
+	ag.ApplyDefaults("/var/lib/upsbridge")
+	cfg.Agent = ag
+	cfg.MQTT.Broker.Users = []config.BrokerUser{{}}
 	var top []docKey
 	walkKeys("", reflect.ValueOf(cfg), &top)
 	out["top"] = top

@@ -26,7 +26,7 @@ func TestDrillAndKeygen(t *testing.T) {
 	if code := dispatch(context.Background(), []string{"drill", "-c", cfg}, io); code != exitOK {
 		t.Fatalf("drill exit %d: %s", code, errb.String())
 	}
-	for _, want := range []string{"T+1m0s     outage starts", "T+3m0s     stage shed-load", "T+16m0s    final stage poweroff", "T+16m5s    would emit SHUTDOWN"} {
+	for _, want := range []string{"T+1m0s     outage starts", "T+3m0s     stage shed-load", "T+16m0s    final stage poweroff", "T+16m5s    would publish powering_off"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("drill output lacks %q:\n%s", want, out.String())
 		}

@@ -7,10 +7,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/upsbridge/upsbridge/agent"
+	"github.com/upsbridge/upsbridge/agent/news"
+	"github.com/upsbridge/upsbridge/agent/policy"
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	"github.com/upsbridge/upsbridge/sinks/shutdown"
-	srcmqtt "github.com/upsbridge/upsbridge/sources/mqtt"
 	"github.com/upsbridge/upsbridge/sources/sim"
 )
 
@@ -36,7 +37,8 @@ func cmdDrill(_ context.Context, args []string, io stdio) int {
 	if cfg == nil {
 		return code
 	}
-	if cfg.Agent == nil {
+	a := agent.FromConfig(cfg)
+	if a == nil {
 		fmt.Fprintln(io.Stderr, "upsbridge drill: the config has no agent section")
 		return exitConfig
 	}
@@ -44,26 +46,31 @@ func cmdDrill(_ context.Context, args []string, io stdio) int {
 		fmt.Fprintf(io.Stderr, "upsbridge drill: bad -scenario or -step: %v\n", err)
 		return exitConfig
 	}
-	a := cfg.Agent
 	length := sim.Length(*scenario)
 	if length == 0 {
 		length = time.Hour
 	}
 	t0 := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-	pol := shutdown.NewPolicy(policyConfig(a), t0, shutdown.Progress{})
+	// Simulated time: the monotonic instant is the offset from t0.
+	clock := func(at time.Duration) policy.Now { return policy.Now{Mono: at, Wall: t0.Add(at)} }
+	pol := policy.New(a.PolicyConfig(), clock(0), policy.Progress{})
 	fmt.Fprintf(io.Stdout, "drill: scenario %q (%s) against agent %q, supplies all following the scenario; nothing is run\n", *scenario, length, a.ID)
 	say := func(at time.Duration, format string, args ...any) {
 		fmt.Fprintf(io.Stdout, "  T+%-8s %s\n", at.Round(time.Second), fmt.Sprintf(format, args...))
 	}
 	lastStatus := ""
 	for at := time.Duration(0); at <= length; at += *step {
-		now := t0.Add(at)
+		now := clock(at)
 		vars, ok, _ := sim.Simulate(*scenario, at)
 		if ok {
 			for _, s := range a.Supplies {
-				st := &bridge.State{UPS: s.UPS, Time: now, Status: bridge.ParseStatus(vars[bridge.VarStatus]), Vars: vars, Comm: true}
-				p := mqttwire.NewStatePayload(st, "drill", 1, now)
-				pol.Observe(srcmqtt.News{Kind: srcmqtt.KindState, UPS: s.UPS, At: now, Reading: srcmqtt.ReadingFrom(p, now)})
+				bridgeID := s.Bridge
+				if bridgeID == "" {
+					bridgeID = "drill"
+				}
+				st := &bridge.State{UPS: s.UPS, Time: now.Wall, Status: bridge.ParseStatus(vars[bridge.VarStatus]), Vars: vars, Comm: true}
+				p := mqttwire.NewStatePayload(st, bridgeID, 1, now.Wall)
+				pol.Observe(news.News{Kind: news.KindState, UPS: s.UPS, Bridge: bridgeID, Live: true, At: now.Wall, Reading: news.ReadingFrom(p, now.Wall)}, at)
 			}
 		}
 		if st := vars[bridge.VarStatus]; ok && st != lastStatus {
@@ -75,24 +82,26 @@ func cmdDrill(_ context.Context, args []string, io stdio) int {
 		}
 		for _, act := range pol.Evaluate(now) {
 			switch act.Kind {
-			case shutdown.ActWarn:
+			case policy.ActWarn:
 				say(at, "warning: %s %s", act.UPS, act.Reason)
-			case shutdown.ActOutageStart:
+			case policy.ActCancelFinal:
+				say(at, "final stage cancelled: %s", act.Reason)
+			case policy.ActOutageStart:
 				say(at, "outage starts: %s", act.Reason)
-			case shutdown.ActOutageEnd:
+			case policy.ActOutageEnd:
 				say(at, "outage ends: %s", act.Reason)
-			case shutdown.ActStage:
+			case policy.ActStage:
 				say(at, "stage %s (%s): would run %q", act.Stage, act.Reason, act.Command)
-			case shutdown.ActUndo:
+			case policy.ActUndo:
 				say(at, "undo %s: would run %q", act.Stage, act.Command)
-			case shutdown.ActPoweroff:
+			case policy.ActPoweroff:
 				if len(act.Command) > 0 {
 					say(at, "final stage %s (%s): would run %q", act.Stage, act.Reason, act.Command)
 				} else {
 					say(at, "final stage %s (%s)", act.Stage, act.Reason)
 				}
-				say(at, "would publish shutting_down, wait final_delay %s", a.FinalDelayValue())
-				say(at+a.FinalDelayValue(), "would emit SHUTDOWN and power off (poweroff: %s, command %q)", a.Poweroff, a.ShutdownCommand)
+				say(at, "would publish shutting_down and SHUTDOWN, wait final_delay %s", a.FinalDelayValue())
+				say(at+a.FinalDelayValue(), "would publish powering_off and power off (poweroff: %s, command %q)", a.Poweroff, a.ShutdownCommand)
 				return exitOK
 			}
 		}

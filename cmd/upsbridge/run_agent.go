@@ -8,12 +8,15 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/upsbridge/upsbridge/agent"
+	"github.com/upsbridge/upsbridge/agent/executor"
+	"github.com/upsbridge/upsbridge/agent/intake"
+	"github.com/upsbridge/upsbridge/agent/statefile"
 	"github.com/upsbridge/upsbridge/bridge/signing"
 	"github.com/upsbridge/upsbridge/config"
 	"github.com/upsbridge/upsbridge/hass"
+	"github.com/upsbridge/upsbridge/mqttwire"
 	"github.com/upsbridge/upsbridge/sinks/mqtt"
-	"github.com/upsbridge/upsbridge/sinks/shutdown"
-	srcmqtt "github.com/upsbridge/upsbridge/sources/mqtt"
 )
 
 // Shutdown agents and state signing (the bridge's primary role is in
@@ -30,28 +33,15 @@ func init() {
 			}
 			r.mqttOpts.Sign = s
 		}
-		if r.cfg.Agent == nil {
+		if agent.FromConfig(r.cfg) == nil {
 			return nil
 		}
 		return startAgent(r)
 	})
 }
 
-// policyConfig turns the agent section into the policy's configuration.
-func policyConfig(a *config.Agent) shutdown.PolicyConfig {
-	pc := shutdown.PolicyConfig{MinSupplies: a.MinSuppliesValue(), DeadTime: a.DeadTime, MaxStateAge: a.MaxStateAge}
-	for _, s := range a.Supplies {
-		pc.Supplies = append(pc.Supplies, shutdown.SupplySpec{UPS: s.UPS, Power: s.Power()})
-	}
-	for _, st := range a.Stages {
-		pc.Stages = append(pc.Stages, shutdown.Stage{Name: st.Name, OnBatteryFor: st.OnBatteryFor, ChargeBelow: st.BatteryChargeBelow,
-			RuntimeBelow: st.RuntimeBelow, Run: st.Run, Undo: st.Undo, Final: st.Action == "poweroff"})
-	}
-	return pc
-}
-
 func startAgent(r *runState) error {
-	a := r.cfg.Agent
+	a := agent.FromConfig(r.cfg)
 	a.ApplyDefaults(r.env.StateDir)
 	log := r.log.With("agent", a.ID)
 	var verifier *signing.Verifier
@@ -62,33 +52,58 @@ func startAgent(r *runState) error {
 		}
 		verifier = v
 	}
-	var exec shutdown.Executor = &shutdown.CommandExecutor{Mode: a.Poweroff, ShutdownCommand: a.ShutdownCommand, Timeout: a.CommandTimeout, Logger: log}
+	var exec executor.Executor = &executor.CommandExecutor{Mode: a.Poweroff, ShutdownCommand: a.ShutdownCommand, Timeout: a.CommandTimeout, Logger: log}
 	if a.DryRun {
-		exec = shutdown.DryRunExecutor{Logger: log}
+		exec = executor.DryRunExecutor{Logger: log}
 	}
 	prefix := r.cfg.MQTT.TopicPrefix
-	stateTopic := shutdown.StateTopic(prefix, a.ID)
+	stateTopic := mqttwire.Topics{Prefix: prefix}.AgentState(a.ID)
 	conn := mqtt.ConnOptionsFromConfig(config.MQTT{URL: r.cfg.MQTT.URL, Username: r.cfg.MQTT.Username, Password: r.cfg.MQTT.Password, TLS: r.cfg.MQTT.TLS}, "upsbridge-agent-"+a.ID, log)
-	conn.Will = &paho.WillMessage{Topic: stateTopic, Payload: []byte("offline"), Retain: true, QoS: 1}
-	supplies := make([]string, len(a.Supplies))
+	conn.Will = &paho.WillMessage{Topic: stateTopic, Payload: []byte(mqttwire.Offline), Retain: true, QoS: 1}
+	supplies := make([]intake.Supply, len(a.Supplies))
+	ids := make([]string, len(a.Supplies))
 	for i, s := range a.Supplies {
-		supplies[i] = s.UPS
+		supplies[i] = intake.Supply{UPS: s.UPS, Bridge: s.Bridge}
+		ids[i] = s.UPS
 	}
-	var agent *shutdown.Agent
-	var w *srcmqtt.Watcher
+	// The agent is built first: it reads state_file, whose orders the
+	// intake needs for its replay check.
+	var in *intake.Intake
+	publish := func(ctx context.Context, topic string, payload []byte, retain bool) error {
+		if in == nil {
+			return fmt.Errorf("publish %s: the agent's connection is not set up yet", topic)
+		}
+		return in.Publish(ctx, topic, payload, retain)
+	}
+	orders := func() map[string]mqttwire.Order {
+		if in == nil {
+			return nil // New may rewrite state_file before the intake exists
+		}
+		return in.Orders()
+	}
+	ag, err := agent.New(agent.Options{
+		ID: a.ID, TopicPrefix: prefix, Policy: a.PolicyConfig(), FinalDelay: a.FinalDelayValue(), DryRun: a.DryRun,
+		StateFile: a.StateFile, BootID: statefile.BootID(), Exec: exec, Publish: publish,
+		Orders: orders, Logger: r.log, // New adds the agent id
+	})
+	if err != nil {
+		return err
+	}
 	hassOpts := hass.Options{DiscoveryPrefix: r.cfg.HASS.DiscoveryPrefix, DeviceMode: r.cfg.HASS.Mode == "device",
 		Origin: hass.Origin{Name: "upsbridge", SWVersion: version, SupportURL: "https://github.com/upsbridge/upsbridge"}}
 	host, _ := os.Hostname()
-	w, err := srcmqtt.NewWatcher(srcmqtt.Options{
+	in, err = intake.New(intake.Options{
 		Conn: conn, TopicPrefix: prefix, Supplies: supplies, Verifier: verifier, RequireSigned: a.RequireSigned,
-		MaxStateAge: a.MaxStateAge, Logger: log,
+		MaxStateAge: a.MaxStateAge, Known: ag.Known(), Logger: log,
 		OnUp: func(ctx context.Context) {
-			agent.Republish(ctx)
+			ag.Republish()
 			if !r.cfg.HASS.Enabled {
 				return
 			}
-			for _, m := range hass.Messages(hassOpts, hass.AgentDevice(hassOpts, hass.Agent{ID: a.ID, Host: host, SWVersion: version, StateTopic: stateTopic})) {
-				if err := w.Publish(ctx, m.Topic, m.Payload, true); err != nil {
+			dev := hass.AgentDevice(hassOpts, hass.Agent{ID: a.ID, Host: host, SWVersion: version, StateTopic: stateTopic,
+				EventTopic: mqttwire.Topics{Prefix: prefix}.AgentEvent(a.ID)})
+			for _, m := range hass.Messages(hassOpts, dev) {
+				if err := in.Publish(ctx, m.Topic, m.Payload, true); err != nil {
 					log.Warn("publish Home Assistant discovery", "err", err)
 					return
 				}
@@ -98,33 +113,25 @@ func startAgent(r *runState) error {
 	if err != nil {
 		return configError{err}
 	}
-	agent, err = shutdown.NewAgent(shutdown.Options{
-		ID: a.ID, TopicPrefix: prefix, Policy: policyConfig(a), FinalDelay: a.FinalDelayValue(), DryRun: a.DryRun,
-		StateFile: a.StateFile, BootID: shutdown.BootID(), CommandTimeout: a.CommandTimeout, Exec: exec,
-		Publish: w.Publish, Emit: r.bridge.Emit, Logger: log,
-	})
-	if err != nil {
-		return err
-	}
 	if r.cfg.HTTP.Listen != "" {
-		// The HTTP endpoint (/metrics, /api/state) reads the stats of the
-		// bridge's sinks; the agent is not one otherwise. Without the
-		// endpoint nothing would read them.
-		r.bridge.AddSink(agent.StatsSink())
+		// The HTTP endpoint (/metrics, /api/state, /readyz) reads the stats
+		// of the bridge's sinks; the agent is not one otherwise. Without
+		// the endpoint nothing would read them.
+		r.bridge.AddSink(ag.StatsSink())
 	}
-	log.Info("shutdown agent configured", "supplies", supplies, "stages", len(a.Stages), "dry_run", a.DryRun, "require_signed", a.RequireSigned, "state_file", a.StateFile)
+	log.Info("shutdown agent configured", "supplies", ids, "stages", len(a.Stages), "dry_run", a.DryRun, "require_signed", a.RequireSigned, "state_file", a.StateFile)
 	r.Go(func(ctx context.Context) error {
-		wctx, stopWatcher := context.WithCancel(context.WithoutCancel(ctx))
+		ictx, stopIntake := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan error, 1)
-		go func() { done <- w.Run(wctx) }()
-		err := agent.Run(ctx, w.News())
+		go func() { done <- in.Run(ictx) }()
+		err := ag.Run(ctx, in)
 		// A clean stop does not fire the Will: say offline ourselves, so a
 		// primary waiting for this host is not kept waiting.
 		pctx, c := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		_ = w.Publish(pctx, stateTopic, []byte("offline"), true)
-		w.Disconnect(pctx)
+		_ = in.Publish(pctx, stateTopic, []byte(mqttwire.Offline), true)
+		in.Disconnect(pctx)
 		c()
-		stopWatcher()
+		stopIntake()
 		<-done
 		return err
 	})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/upsbridge/upsbridge/agent"
 	"github.com/upsbridge/upsbridge/sinks/agentrelay"
 	"github.com/upsbridge/upsbridge/sinks/primary"
 )
@@ -38,10 +39,10 @@ func init() {
 
 		if len(r.cfg.Notify) > 0 {
 			var skip []string
-			if r.cfg.Agent != nil {
+			if a := agent.FromConfig(r.cfg); a != nil {
 				// This process's own agent hands its events to the
 				// notifiers directly.
-				skip = append(skip, r.cfg.Agent.ID)
+				skip = append(skip, a.ID)
 			}
 			r.mqttOpts.Listeners = append(r.mqttOpts.Listeners, agentrelay.New(agentrelay.Options{
 				TopicPrefix: r.mqttOpts.TopicPrefix,

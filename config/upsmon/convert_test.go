@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	_ "github.com/upsbridge/upsbridge/agent" // the `agent` section the output has
 	"github.com/upsbridge/upsbridge/config"
 	"github.com/upsbridge/upsbridge/config/upsmon"
 	_ "github.com/upsbridge/upsbridge/sinks/notify" // the `exec` notifier type the output uses

@@ -5,9 +5,15 @@
 //	GET /metrics    Prometheus text format 0.0.4 (written here, see expo.go)
 //	GET /healthz    200 "ok" while the process serves requests
 //	GET /readyz     200 "ready", or 503 with one line per problem: the broker
-//	                connection is down, a source has read no UPS yet, or a
-//	                UPS is not communicating
+//	                connection is down, a source has read no UPS yet, a
+//	                UPS is not communicating, or a sink reports a problem
+//	                (a stats key "problem": a shutdown agent that cannot
+//	                protect its host)
 //	GET /api/state  every UPS state, agent, source and sink as JSON
+//
+// With a token (http.token) every path but /healthz needs
+// "Authorization: Bearer <token>": /healthz says only "ok", and liveness
+// probes (the container's HEALTHCHECK, an orchestrator) carry no secret.
 //
 // The package is a bridge sink: it consumes the states and events the bridge
 // routes to every sink, so the numbers it shows are exactly what the other
@@ -30,6 +36,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/config"
 )
 
 // Observed is what the endpoint reads from the running bridge; *bridge.Bridge
@@ -51,6 +58,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Token, when set, is required as "Authorization: Bearer <token>" on
+	// every path but /healthz (http.token).
+	Token config.Secret
 }
 
 // Server is the HTTP endpoint and the sink that feeds it.
@@ -111,8 +121,14 @@ func New(opts Options) (*Server, error) {
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.HandleFunc("GET /api/state", s.handleState)
+	var h http.Handler = mux
+	if opts.Token != "" {
+		h = requireToken(opts.Token, mux)
+	} else if !config.IsLoopbackListen(ln.Addr().String()) {
+		s.log.Warn("http endpoint reachable beyond this machine without a token (http.token)", "addr", ln.Addr().String())
+	}
 	s.srv = &http.Server{
-		Handler:           mux,
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -245,6 +261,11 @@ func (s *Server) problems() []string {
 			} else {
 				out = append(out, fmt.Sprintf("sink %s: not connected", ns.Name))
 			}
+		}
+		// A sink states its own problem in words (a shutdown agent that
+		// cannot protect its host).
+		if p, ok := ns.Stats["problem"].(string); ok && p != "" {
+			out = append(out, p)
 		}
 	}
 	states := s.snapshot()

@@ -57,14 +57,17 @@ func TestReadiness(t *testing.T) {
 	tests := []struct {
 		name      string
 		mqtt      bool
+		problem   string // the agent sink's stats key "problem"
 		states    []*bridge.State
 		wantCode  int
 		wantLines []string
 	}{
-		{"all good", true, []*bridge.State{state("a", "OL", true), state("b", "OB", true)}, 200, []string{"ready"}},
-		{"broker down", false, []*bridge.State{state("a", "OL", true), state("b", "OL", true)}, 503, []string{"mqtt: not connected to the broker"}},
-		{"ups lost", true, []*bridge.State{state("a", "OL", false), state("b", "OL", true)}, 503, []string{"ups a (source s1): not communicating"}},
-		{"source silent", true, []*bridge.State{state("a", "OL", true)}, 503, []string{"source s2: no UPS read yet"}},
+		{"all good", true, "", []*bridge.State{state("a", "OL", true), state("b", "OB", true)}, 200, []string{"ready"}},
+		{"agent unprotected", true, "agent web01 unprotected: ups nas: no live state since start", []*bridge.State{state("a", "OL", true), state("b", "OB", true)}, 503,
+			[]string{"agent web01 unprotected: ups nas: no live state since start"}},
+		{"broker down", false, "", []*bridge.State{state("a", "OL", true), state("b", "OL", true)}, 503, []string{"mqtt: not connected to the broker"}},
+		{"ups lost", true, "", []*bridge.State{state("a", "OL", false), state("b", "OL", true)}, 503, []string{"ups a (source s1): not communicating"}},
+		{"source silent", true, "", []*bridge.State{state("a", "OL", true)}, 503, []string{"source s2: no UPS read yet"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,7 +75,8 @@ func TestReadiness(t *testing.T) {
 				sources: []bridge.Source{fakeSource{"s1"}, fakeSource{"s2"}},
 				owner:   map[string]string{"a": "s1", "b": "s2"},
 			}
-			fb.sinks = []bridge.SinkQueue{{Sink: fakeSink{"mqtt", map[string]any{"connected": tt.mqtt, "queue_depth": 3}}, Queue: bridge.NewQueue("mqtt", 0, nil)}}
+			fb.sinks = []bridge.SinkQueue{{Sink: fakeSink{"mqtt", map[string]any{"connected": tt.mqtt, "queue_depth": 3}}, Queue: bridge.NewQueue("mqtt", 0, nil)},
+				{Sink: fakeSink{"agent-web01", map[string]any{"agent": "web01", "status": "idle", "protected": tt.problem == "", "problem": tt.problem}}, Queue: bridge.NewQueue("agent-web01", 0, nil)}}
 			s, err := New(Options{Listen: "127.0.0.1:0", BridgeID: "t", Version: "test", Bridge: fb})
 			if err != nil {
 				t.Fatal(err)

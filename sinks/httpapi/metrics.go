@@ -44,7 +44,7 @@ var (
 	descMQTTQueue = newDesc("upsbridge_mqtt_queue_depth",
 		"Events spooled on disk, not yet acknowledged by the broker.", gaugeType)
 	descAgentStatus = newDesc("upsbridge_agent_status",
-		"1 for the agent's current status (idle, on_battery, staging, shutting_down).", gaugeType, "agent", "status")
+		"1 for the agent's current status (idle, on_battery, staging, shutting_down, powering_off).", gaugeType, "agent", "status")
 	descAgentStage = newDesc("upsbridge_agent_stage",
 		"1 for the last stage the agent started in this outage.", gaugeType, "agent", "stage")
 	descAgentNext = newDesc("upsbridge_agent_next_stage_seconds",

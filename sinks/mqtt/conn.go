@@ -1,17 +1,20 @@
 package mqtt
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/url"
 	"os"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/upsbridge/upsbridge/bridge"
@@ -30,7 +33,17 @@ type ConnOptions struct {
 	Will *paho.WillMessage
 	// KeepAlive in seconds; 0 means 30.
 	KeepAlive uint16
-	Logger    *slog.Logger
+	// MaxPacketSize, when not 0, is announced to the broker as the largest
+	// packet this client accepts (MQTT v5 Maximum Packet Size): the broker
+	// then drops larger messages for this client instead of sending them,
+	// so a hostile publisher cannot make the client read huge payloads.
+	MaxPacketSize uint32
+	// BufferedRead reads the connection through a buffer (tcp and tls
+	// schemes): the MQTT client reads each packet in several small reads,
+	// a system call each without it, which caps how many messages per
+	// second a reader can absorb.
+	BufferedRead bool
+	Logger       *slog.Logger
 }
 
 // ConnOptionsFromConfig builds connection options from the mqtt section.
@@ -70,6 +83,9 @@ type Handlers struct {
 	OnUp      func(cm *autopaho.ConnectionManager)
 	OnDown    func()
 	OnPublish func(topic string, payload []byte, retained bool)
+	// OnConnack, when set, sees each CONNACK (before OnUp): the broker's
+	// limits, such as its maximum packet size.
+	OnConnack func(ca *paho.Connack)
 }
 
 // Connect starts a managed connection that reconnects with backoff and
@@ -108,8 +124,11 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 		ConnectUsername: o.Username,
 		ConnectPassword: []byte(o.Password.Reveal()),
 		WillMessage:     o.Will,
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 			attempt = 0
+			if h.OnConnack != nil && ca != nil {
+				h.OnConnack(ca)
+			}
 			log.Info("mqtt connected", "url", redactURL(u))
 			if h.OnUp != nil {
 				h.OnUp(cm)
@@ -128,6 +147,16 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 		},
 		ClientConfig: paho.ClientConfig{ClientID: o.ClientID},
 	}
+	if o.MaxPacketSize > 0 {
+		size := o.MaxPacketSize
+		cfg.ConnectPacketBuilder = func(c *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+			if c.Properties == nil {
+				c.Properties = &paho.ConnectProperties{}
+			}
+			c.Properties.MaximumPacketSize = &size
+			return c, nil
+		}
+	}
 	if h.OnPublish != nil {
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) {
@@ -136,12 +165,48 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 			},
 		}
 	}
+	if o.BufferedRead {
+		switch u.Scheme {
+		case "mqtt", "tcp", "":
+			cfg.AttemptConnection = func(ctx context.Context, _ autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
+				var d net.Dialer
+				c, err := d.DialContext(ctx, "tcp", u.Host)
+				if err != nil {
+					return nil, err
+				}
+				return newBufConn(c), nil
+			}
+		case "mqtts", "ssl", "tls":
+			cfg.AttemptConnection = func(ctx context.Context, _ autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
+				d := tls.Dialer{Config: tlsCfg}
+				c, err := d.DialContext(ctx, "tcp", u.Host)
+				if err != nil {
+					return nil, err
+				}
+				// Writes come from several goroutines; a TLS connection
+				// must see them whole (as the client's own TLS dialer
+				// ensures).
+				return newBufConn(packets.NewThreadSafeConn(c)), nil
+			}
+		}
+	}
 	cm, err := autopaho.NewConnection(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: connect to %s: %w", redactURL(u), err)
 	}
 	return cm, nil
 }
+
+// bufConn is a connection whose reads go through a buffer. Only the
+// client's reading goroutine reads.
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func newBufConn(c net.Conn) *bufConn { return &bufConn{Conn: c, r: bufio.NewReaderSize(c, 64<<10)} }
+
+func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // redactURL drops any user:password from a URL for logs.
 func redactURL(u *url.URL) string {

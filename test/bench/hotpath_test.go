@@ -5,9 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/agent/news"
+	"github.com/upsbridge/upsbridge/agent/policy"
 	"github.com/upsbridge/upsbridge/bridge"
-	"github.com/upsbridge/upsbridge/sinks/shutdown"
-	srcmqtt "github.com/upsbridge/upsbridge/sources/mqtt"
+	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
 // The per-message work of the fan-out (scenario 2): every agent decodes each
@@ -26,12 +27,18 @@ func statePayload(seq int, ts time.Time) []byte {
 		`"ups.model":"Back-UPS ES 700G","ups.status":"OB DISCHRG","ups.timer.reboot":0,"ups.timer.shutdown":-1}}`, bridge.FormatTime(ts), seq)
 }
 
-func newBenchPolicy(now time.Time) *shutdown.Policy {
-	return shutdown.NewPolicy(shutdown.PolicyConfig{
-		Supplies:    []shutdown.SupplySpec{{UPS: "ups1", Power: 1}},
-		MinSupplies: 1, DeadTime: 15 * time.Second, MaxStateAge: 90 * time.Second,
-		Stages: []shutdown.Stage{{Name: "shed", OnBatteryFor: time.Hour, Run: []string{"true"}}, {Name: "poweroff", Final: true}},
-	}, now, shutdown.Progress{})
+func newBenchPolicy(now time.Time) *policy.Policy {
+	return policy.New(policy.Config{
+		Supplies:    []policy.Supply{{UPS: "ups1", Power: 1}},
+		MinSupplies: 1, DeadTime: 15 * time.Second, MaxStateAge: 90 * time.Second, OffDuration: 30 * time.Second,
+		Stages: []policy.Stage{{Name: "shed", OnBatteryFor: time.Hour, Run: []string{"true"}}, {Name: "poweroff", Final: true}},
+	}, policy.Now{Wall: now}, policy.Progress{})
+}
+
+// parseState decodes a state payload as the intake does before its
+// order and signature checks.
+func parseState(data []byte) (mqttwire.StatePayload, time.Time, error) {
+	return mqttwire.DecodeState(data)
 }
 
 // BenchmarkAgentStateMessage is one state message at one agent: decode,
@@ -57,14 +64,14 @@ func BenchmarkAgentStateMessage(b *testing.B) {
 			}
 			b.StartTimer()
 		}
-		p, ts, err := srcmqtt.ParseState("ups1", payloads[i%len(payloads)])
+		p, ts, err := parseState(payloads[i%len(payloads)])
 		if err != nil {
 			b.Fatal(err)
 		}
-		now := ts.Add(time.Millisecond)
-		pol.Observe(srcmqtt.News{Kind: srcmqtt.KindState, UPS: "ups1", At: now, Reading: srcmqtt.ReadingFrom(p, ts)})
-		pol.Evaluate(now)
-		_ = pol.Snapshot(now)
+		mono := ts.Sub(start) + time.Millisecond
+		pol.Observe(news.News{Kind: news.KindState, UPS: "ups1", Live: true, At: ts, Reading: news.ReadingFrom(p, ts)}, mono)
+		pol.Evaluate(policy.Now{Mono: mono, Wall: ts})
+		_ = pol.Snapshot(mono)
 	}
 }
 
@@ -73,16 +80,16 @@ func BenchmarkAgentStateMessage(b *testing.B) {
 func BenchmarkAgentTick(b *testing.B) {
 	start := time.Now()
 	pol := newBenchPolicy(start)
-	p, ts, err := srcmqtt.ParseState("ups1", statePayload(1, start))
+	p, ts, err := parseState(statePayload(1, start))
 	if err != nil {
 		b.Fatal(err)
 	}
-	pol.Observe(srcmqtt.News{Kind: srcmqtt.KindState, UPS: "ups1", At: start, Reading: srcmqtt.ReadingFrom(p, ts)})
+	pol.Observe(news.News{Kind: news.KindState, UPS: "ups1", Live: true, At: start, Reading: news.ReadingFrom(p, ts)}, 0)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		now := start.Add(time.Duration(i%1000) * time.Millisecond)
-		pol.Evaluate(now)
-		_ = pol.Snapshot(now)
+		mono := time.Duration(i%1000) * time.Millisecond
+		pol.Evaluate(policy.Now{Mono: mono, Wall: start.Add(mono)})
+		_ = pol.Snapshot(mono)
 	}
 }

@@ -24,10 +24,13 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/upsbridge/upsbridge/agent"
+	"github.com/upsbridge/upsbridge/agent/executor"
+	"github.com/upsbridge/upsbridge/agent/intake"
+	"github.com/upsbridge/upsbridge/agent/policy"
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/mqttwire"
 	mqttsink "github.com/upsbridge/upsbridge/sinks/mqtt"
-	"github.com/upsbridge/upsbridge/sinks/shutdown"
-	srcmqtt "github.com/upsbridge/upsbridge/sources/mqtt"
 	"github.com/upsbridge/upsbridge/test/harness"
 )
 
@@ -614,13 +617,13 @@ func stateOf(m harness.Msg) (bridge.StatePayload, bool) {
 // decision is one agent's decision.
 type decision struct {
 	Agent int
-	Kind  shutdown.ActionKind
+	Kind  policy.ActionKind
 	At    time.Time
 }
 
 // agentFleet runs n upsbridge shutdown agents in this process, each with
 // its own MQTT connection, wired as `upsbridge run` wires its agent
-// section (srcmqtt.Watcher + shutdown.Agent, dry run), recording every
+// section (intake.Intake + agent.Agent, dry run), recording every
 // decision through the agent's OnDecision hook.
 type agentFleet struct {
 	mu        sync.Mutex
@@ -639,22 +642,22 @@ func startAgents(t testing.TB, broker, prefix, ups string, n int, tag string) *a
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("bench%s-%d", tag, i)
 		var once sync.Once
-		w, err := srcmqtt.NewWatcher(srcmqtt.Options{
-			Conn:        mqttsink.ConnOptions{URL: broker, ClientID: "upsbridge-agent-" + id, Logger: log, Will: &paho.WillMessage{Topic: shutdown.StateTopic(prefix, id), Payload: []byte("offline"), Retain: true, QoS: 1}},
-			TopicPrefix: prefix, Supplies: []string{ups}, MaxStateAge: 90 * time.Second, Logger: log,
+		w, err := intake.New(intake.Options{
+			Conn:        mqttsink.ConnOptions{URL: broker, ClientID: "upsbridge-agent-" + id, Logger: log, Will: &paho.WillMessage{Topic: mqttwire.Topics{Prefix: prefix}.AgentState(id), Payload: []byte(mqttwire.Offline), Retain: true, QoS: 1}},
+			TopicPrefix: prefix, Supplies: []intake.Supply{{UPS: ups}}, MaxStateAge: 90 * time.Second, Logger: log,
 			OnUp: func(context.Context) { once.Do(f.up.Done) },
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		i := i
-		a, err := shutdown.NewAgent(shutdown.Options{
+		a, err := agent.New(agent.Options{
 			ID: id, TopicPrefix: prefix,
-			Policy:     shutdown.PolicyConfig{Supplies: []shutdown.SupplySpec{{UPS: ups, Power: 1}}, MinSupplies: 1, DeadTime: 15 * time.Second, MaxStateAge: 90 * time.Second},
-			FinalDelay: 0, DryRun: true, Exec: shutdown.DryRunExecutor{Logger: log}, Publish: w.Publish, Logger: log,
-			OnDecision: func(act shutdown.Action, _ time.Time) {
+			Policy:     policy.Config{Supplies: []policy.Supply{{UPS: ups, Power: 1}}, MinSupplies: 1, DeadTime: 15 * time.Second, MaxStateAge: 90 * time.Second, OffDuration: 30 * time.Second},
+			FinalDelay: 0, DryRun: true, Exec: executor.DryRunExecutor{Logger: log}, Publish: w.Publish, Orders: w.Orders, Logger: log,
+			OnDecision: func(act policy.Action, _ policy.Now) {
 				now := time.Now()
-				if act.Kind == shutdown.ActWarn {
+				if act.Kind == policy.ActWarn {
 					return
 				}
 				f.mu.Lock()
@@ -667,7 +670,7 @@ func startAgents(t testing.TB, broker, prefix, ups string, n int, tag string) *a
 		}
 		f.wg.Add(2)
 		go func() { defer f.wg.Done(); _ = w.Run(ctx) }()
-		go func() { defer f.wg.Done(); _ = a.Run(ctx, w.News()) }()
+		go func() { defer f.wg.Done(); _ = a.Run(ctx, w) }()
 	}
 	done := make(chan struct{})
 	go func() { f.up.Wait(); close(done) }()
@@ -688,7 +691,7 @@ func (f *agentFleet) Stop() {
 
 // Decisions returns the decisions of kind k made after `after`, one per
 // agent (the first), sorted by time.
-func (f *agentFleet) Decisions(k shutdown.ActionKind, after time.Time) []decision {
+func (f *agentFleet) Decisions(k policy.ActionKind, after time.Time) []decision {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	seen := map[int]bool{}
@@ -704,7 +707,7 @@ func (f *agentFleet) Decisions(k shutdown.ActionKind, after time.Time) []decisio
 }
 
 // WaitDecisions waits until n agents decided k after `after`.
-func (f *agentFleet) WaitDecisions(k shutdown.ActionKind, after time.Time, n int, timeout time.Duration) ([]decision, error) {
+func (f *agentFleet) WaitDecisions(k policy.ActionKind, after time.Time, n int, timeout time.Duration) ([]decision, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		ds := f.Decisions(k, after)

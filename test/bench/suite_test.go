@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/sinks/shutdown"
+	"github.com/upsbridge/upsbridge/agent/policy"
 	"github.com/upsbridge/upsbridge/test/harness"
 )
 
@@ -139,13 +139,13 @@ type flipStep struct {
 	status   string
 	upsmon   string // NOTIFYTYPE
 	event    string // bridge event type
-	agent    shutdown.ActionKind
+	agent    policy.ActionKind
 	hasAgent bool
 }
 
 var flipCycle = []flipStep{
-	{"OB", "ONBATT", "ONBATT", shutdown.ActOutageStart, true},
-	{"OB LB", "LOWBATT", "LOWBATT", shutdown.ActPoweroff, true},
+	{"OB", "ONBATT", "ONBATT", policy.ActOutageStart, true},
+	{"OB LB", "LOWBATT", "LOWBATT", policy.ActPoweroff, true},
 	// After the final stage started, an agent never cancels it: no decision
 	// on the return to OL (the agent is restarted for the next cycle).
 	{"OL", "ONLINE", "ONLINE", 0, false},
@@ -525,8 +525,8 @@ func scenarioFleet(t *testing.T, rep *report, bins binaries) {
 		for c := 0; c < cycles; c++ {
 			for _, st := range []struct {
 				status string
-				kind   shutdown.ActionKind
-			}{{"OB", shutdown.ActOutageStart}, {"OL", shutdown.ActOutageEnd}} {
+				kind   policy.ActionKind
+			}{{"OB", policy.ActOutageStart}, {"OL", policy.ActOutageEnd}} {
 				from := rec.Len()
 				wrote, t0 := flip(st.status)
 				ds, err := ag.WaitDecisions(st.kind, wrote, n, 10*time.Second)

@@ -1,16 +1,20 @@
-package shutdown
+package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/upsbridge/upsbridge/agent/news"
+	"github.com/upsbridge/upsbridge/agent/policy"
 	"github.com/upsbridge/upsbridge/bridge"
-	srcmqtt "github.com/upsbridge/upsbridge/sources/mqtt"
+	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
 func statNum(st map[string]any, k string) float64 {
@@ -30,18 +34,21 @@ func TestAgentStatsFollowOutage(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{start: time.Now(), fail: map[string]bool{"failing": true}}
 		cfg := policyCfg()
-		cfg.Stages = []Stage{
+		cfg.Stages = []policy.Stage{
 			{Name: "shed", OnBatteryFor: 2 * time.Minute, Run: []string{"failing"}},
 			{Name: "poweroff", OnBatteryFor: 15 * time.Minute, Final: true},
 		}
-		a, err := NewAgent(Options{ID: "host1", TopicPrefix: "ub", Policy: cfg, FinalDelay: 5 * time.Second,
+		a, err := New(Options{ID: "host1", TopicPrefix: "ub", Policy: cfg, FinalDelay: 5 * time.Second,
 			StateFile: filepath.Join(t.TempDir(), "agent.json"), BootID: "boot1", Exec: rec})
 		if err != nil {
 			t.Fatal(err)
 		}
 		st := a.Stats()
-		if st["agent"] != "host1" || st["status"] != StatusIdle || statNum(st, "decisions_total") != 0 || st["dry_run"] != false {
+		if st["agent"] != "host1" || st["status"] != mqttwire.AgentIdle || statNum(st, "decisions_total") != 0 || st["dry_run"] != false {
 			t.Fatalf("before Run: %v", st)
+		}
+		if st["protected"] != false || !strings.Contains(fmt.Sprint(st["problem"]), "ups ups1: no live state since start") {
+			t.Errorf("before any live state: protected %v, problem %q", st["protected"], st["problem"])
 		}
 		for _, k := range []string{"stage", "next_stage", "next_stage_in_s", "outage_start_seconds", "connected"} {
 			if _, ok := st[k]; ok {
@@ -50,38 +57,38 @@ func TestAgentStatsFollowOutage(t *testing.T) {
 		}
 
 		ctx, cancel := context.WithCancel(t.Context())
-		news := make(chan srcmqtt.News, 4)
+		src := newMemSource()
 		done := make(chan struct{})
-		go func() { _ = a.Run(ctx, news); close(done) }()
-		send := func(n srcmqtt.News) {
+		go func() { _ = a.Run(ctx, src); close(done) }()
+		send := func(n news.News) {
 			n.At = time.Now()
 			n.Reading.TS = n.At
-			news <- n
+			src.put(n)
 			synctest.Wait()
 		}
 		t0 := time.Now()
 		// feed keeps the supply's state fresh until offset `until`.
-		feed := func(n srcmqtt.News, until time.Duration) {
+		feed := func(n news.News, until time.Duration) {
 			for time.Since(t0) < until {
 				send(n)
 				time.Sleep(10 * time.Second)
 			}
 		}
 
-		send(ob("ups1", 90))
+		send(ob("ups1", "charge=90"))
 		st = a.Stats()
-		if st["status"] != StatusOnBattery || st["next_stage"] != "shed" || statNum(st, "next_stage_in_s") != 120 ||
+		if st["status"] != mqttwire.AgentOnBattery || st["next_stage"] != "shed" || statNum(st, "next_stage_in_s") != 120 ||
 			statNum(st, "decisions_total") != 1 || statNum(st, "outage_start_seconds") != float64(t0.UnixMilli())/1000 {
 			t.Fatalf("on battery: %v", st)
 		}
-		feed(ob("ups1", 90), 30*time.Second)
+		feed(ob("ups1", "charge=90"), 30*time.Second)
 		if st = a.Stats(); statNum(st, "next_stage_in_s") != 90 {
 			t.Errorf("30 s into the outage: next_stage_in_s = %v, want 90", st["next_stage_in_s"])
 		}
 
-		feed(ob("ups1", 90), 2*time.Minute+10*time.Second)
+		feed(ob("ups1", "charge=90"), 2*time.Minute+10*time.Second)
 		st = a.Stats()
-		want := map[string]any{"status": StatusStaging, "stage": "shed", "next_stage": "poweroff"}
+		want := map[string]any{"status": mqttwire.AgentStaging, "stage": "shed", "next_stage": "poweroff"}
 		for k, v := range want {
 			if st[k] != v {
 				t.Errorf("after shed: %s = %v, want %v", k, st[k], v)
@@ -96,7 +103,7 @@ func TestAgentStatsFollowOutage(t *testing.T) {
 
 		send(ol("ups1"))
 		st = a.Stats()
-		if st["status"] != StatusIdle || statNum(st, "decisions_total") < 3 || statNum(st, "actions_failed_total") != 1 {
+		if st["status"] != mqttwire.AgentIdle || statNum(st, "decisions_total") < 3 || statNum(st, "actions_failed_total") != 1 {
 			t.Errorf("mains back: %v", st)
 		}
 		for _, k := range []string{"next_stage", "next_stage_in_s", "outage_start_seconds"} {
@@ -114,19 +121,19 @@ func TestAgentStatsFollowOutage(t *testing.T) {
 func TestAgentStatsConcurrent(t *testing.T) {
 	rec := &recorder{start: time.Now(), fail: map[string]bool{"failing": true}}
 	cfg := policyCfg()
-	cfg.Stages = []Stage{
+	cfg.Stages = []policy.Stage{
 		{Name: "shed", OnBatteryFor: 50 * time.Millisecond, Run: []string{"failing"}},
 		{Name: "poweroff", OnBatteryFor: time.Hour, Final: true},
 	}
-	a, err := NewAgent(Options{ID: "host1", Policy: cfg, StateFile: filepath.Join(t.TempDir(), "agent.json"), BootID: "b", Exec: rec})
+	a, err := New(Options{ID: "host1", Policy: cfg, StateFile: filepath.Join(t.TempDir(), "agent.json"), BootID: "b", Exec: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	news := make(chan srcmqtt.News, 4)
+	src := newMemSource()
 	done := make(chan struct{})
-	go func() { _ = a.Run(ctx, news); close(done) }()
+	go func() { _ = a.Run(ctx, src); close(done) }()
 	defer func() { cancel(); <-done }()
 
 	stop := make(chan struct{})
@@ -143,10 +150,10 @@ func TestAgentStatsConcurrent(t *testing.T) {
 			}
 		})
 	}
-	n := ob("ups1", 90)
+	n := ob("ups1", "charge=90")
 	n.At = time.Now()
 	n.Reading.TS = n.At
-	news <- n
+	src.put(n)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st := a.Stats()
@@ -168,7 +175,7 @@ func TestAgentStatsConcurrent(t *testing.T) {
 // TestAgentStatsSink: the sink the agent adds to the bridge is named after
 // it, reports its stats and drains its queue until it is closed.
 func TestAgentStatsSink(t *testing.T) {
-	a, err := NewAgent(Options{ID: "nas", Policy: policyCfg(), StateFile: filepath.Join(t.TempDir(), "agent.json"), Exec: &recorder{}})
+	a, err := New(Options{ID: "nas", Policy: policyCfg(), StateFile: filepath.Join(t.TempDir(), "agent.json"), Exec: &recorder{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +184,7 @@ func TestAgentStatsSink(t *testing.T) {
 		t.Errorf("name %q", s.Name())
 	}
 	r, ok := s.(bridge.StatsReporter)
-	if !ok || r.Stats()["agent"] != "nas" || r.Stats()["status"] != StatusIdle {
+	if !ok || r.Stats()["agent"] != "nas" || r.Stats()["status"] != mqttwire.AgentIdle {
 		t.Fatalf("stats through the sink: %v", ok)
 	}
 	q := bridge.NewQueue("agent-nas", 16, slog.New(slog.DiscardHandler))

@@ -1,9 +1,12 @@
-package shutdown
+// Package executor carries out the shutdown agent's decisions: it runs
+// stage and undo commands as processes and powers the host off through
+// systemd-logind or a command. It decides nothing; retrying a failed power
+// off is the agent's job.
+package executor
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,12 +21,23 @@ import (
 type Executor interface {
 	// Run runs a stage's or undo's command, bounded by ctx.
 	Run(ctx context.Context, what string, argv []string) error
-	// Poweroff powers the host off.
-	Poweroff(ctx context.Context) error
+	// PoweroffMethods lists the ways this executor can power the host
+	// off, in the order the agent tries them (and falls back between them
+	// when one fails).
+	PoweroffMethods() []string
+	// Poweroff asks the OS to power off by method. A nil error means the
+	// OS accepted the request, not that the host is down.
+	Poweroff(ctx context.Context, method string) error
 }
 
+// Power-off methods.
+const (
+	MethodLogind  = "logind"
+	MethodCommand = "command"
+)
+
 // CommandExecutor runs commands as processes and powers off by logind,
-// a command, or logind then the command (auto).
+// a command, or both (auto: logind first, falling back to the command).
 type CommandExecutor struct {
 	Mode            string // auto | logind | command
 	ShutdownCommand []string
@@ -100,24 +114,27 @@ func (e *CommandExecutor) logger() *slog.Logger {
 	return e.Logger
 }
 
-// Poweroff implements Executor.
-func (e *CommandExecutor) Poweroff(ctx context.Context) error {
+// PoweroffMethods implements Executor: auto alternates logind and
+// shutdown_command; logind and command use only that one.
+func (e *CommandExecutor) PoweroffMethods() []string {
 	switch e.Mode {
-	case "logind":
-		return e.logind(ctx)
-	case "command":
-		return e.Run(ctx, "shutdown_command", e.ShutdownCommand)
-	default: // auto
-		err := e.logind(ctx)
-		if err == nil {
-			return nil
-		}
-		e.logger().Warn("logind poweroff failed; running shutdown_command", "err", err)
-		if err2 := e.Run(ctx, "shutdown_command", e.ShutdownCommand); err2 != nil {
-			return errors.Join(err, err2)
-		}
-		return nil
+	case MethodLogind:
+		return []string{MethodLogind}
+	case MethodCommand:
+		return []string{MethodCommand}
 	}
+	return []string{MethodLogind, MethodCommand}
+}
+
+// Poweroff implements Executor.
+func (e *CommandExecutor) Poweroff(ctx context.Context, method string) error {
+	switch method {
+	case MethodLogind:
+		return e.logind(ctx)
+	case MethodCommand:
+		return e.Run(ctx, "shutdown_command", e.ShutdownCommand)
+	}
+	return fmt.Errorf("power off: unknown method %q", method)
 }
 
 // logind asks systemd-logind to power off (org.freedesktop.login1.Manager
@@ -154,8 +171,11 @@ func (d DryRunExecutor) Run(_ context.Context, what string, argv []string) error
 	return nil
 }
 
+// PoweroffMethods implements Executor.
+func (d DryRunExecutor) PoweroffMethods() []string { return []string{"dry_run"} }
+
 // Poweroff implements Executor.
-func (d DryRunExecutor) Poweroff(context.Context) error {
+func (d DryRunExecutor) Poweroff(context.Context, string) error {
 	d.Logger.Warn("dry run: would power off the host")
 	return nil
 }

@@ -1,4 +1,4 @@
-package shutdown
+package agent
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/upsbridge/upsbridge/agent/policy"
 	"github.com/upsbridge/upsbridge/bridge"
 )
 
@@ -13,10 +14,12 @@ import (
 // for concurrent use, so the agent's goroutine copies what observers need
 // into view after every evaluation; Stats reads only atomics.
 type agentStats struct {
-	decisions     atomic.Uint64
-	warnings      atomic.Uint64
-	actionsFailed atomic.Uint64
-	view          atomic.Pointer[agentView]
+	decisions      atomic.Uint64
+	warnings       atomic.Uint64
+	actionsFailed  atomic.Uint64
+	poweroffFailed atomic.Uint64
+	events         atomic.Uint64
+	view           atomic.Pointer[agentView]
 }
 
 // agentView is the policy's status at its last evaluation. nextAt is when
@@ -27,14 +30,20 @@ type agentView struct {
 	status, stage, next string
 	nextAt              time.Time
 	outageStart         time.Time
+	protected           bool
+	reason              string
 }
 
 // setView stores the snapshot taken at now for Stats, unless it says what
 // the stored one says (the common case: the agent evaluates every second).
-func (a *Agent) setView(sn Snapshot, now time.Time, outageStart time.Time) {
-	v := agentView{status: sn.Status, stage: sn.Stage, next: sn.NextStage, outageStart: outageStart}
+func (a *Agent) setView(sn policy.Snapshot, now policy.Now) {
+	v := agentView{status: sn.Status, stage: sn.Stage, next: sn.NextStage, protected: sn.Protected, reason: sn.Reason}
+	if sn.Outage {
+		v.outageStart = sn.OutageStart
+	}
 	if sn.NextStageIn != nil {
-		v.nextAt = now.Add(*sn.NextStageIn)
+		// Read back with time.Until, on the monotonic clock.
+		v.nextAt = time.Now().Add(*sn.NextStageIn)
 	}
 	if old := a.st.view.Load(); old != nil && *old == v {
 		return
@@ -53,26 +62,37 @@ func (a *Agent) setView(sn Snapshot, now time.Time, outageStart time.Time) {
 //     a stage, an undo, the final stage); warnings_total: its warnings
 //     (stale or lost news), which are logged and published, not acted on.
 //   - actions_failed_total: stage and undo commands that failed or could
-//     not be queued, a failed final-stage command, a failed power off.
+//     not be queued, a failed final-stage command.
+//   - poweroff_failed_total: power-off attempts that failed (each is
+//     retried); events_total: events the agent published.
+//   - protected: false while some supply has had no live state since
+//     start or none for longer than max_state_age; problem then says why
+//     (the HTTP endpoint's /readyz answers 503 with it).
 //   - outage_start_seconds: unix time the current outage began (absent on
 //     mains); dry_run: true when actions are only logged.
 //
 // There is no "connected" key: the agent's broker connection is its own
-// business (the policy handles its loss) and must not make the bridge
-// process unready.
+// business and does not by itself make the process unready; the lack of
+// live news it causes does, through problem.
 func (a *Agent) Stats() map[string]any {
 	out := map[string]any{
-		"agent":                a.opts.ID,
-		"dry_run":              a.opts.DryRun,
-		"decisions_total":      a.st.decisions.Load(),
-		"warnings_total":       a.st.warnings.Load(),
-		"actions_failed_total": a.st.actionsFailed.Load(),
+		"agent":                 a.opts.ID,
+		"dry_run":               a.opts.DryRun,
+		"decisions_total":       a.st.decisions.Load(),
+		"warnings_total":        a.st.warnings.Load(),
+		"actions_failed_total":  a.st.actionsFailed.Load(),
+		"poweroff_failed_total": a.st.poweroffFailed.Load(),
+		"events_total":          a.st.events.Load(),
 	}
 	v := a.st.view.Load()
 	if v == nil {
 		return out
 	}
 	out["status"] = v.status
+	out["protected"] = v.protected
+	if !v.protected {
+		out["problem"] = "agent " + a.opts.ID + " unprotected: " + v.reason
+	}
 	if v.stage != "" {
 		out["stage"] = v.stage
 	}
@@ -91,8 +111,8 @@ func (a *Agent) Stats() map[string]any {
 
 // StatsSink returns a bridge sink that carries the agent's Stats to the
 // process's observers: the HTTP endpoint reads the numbers of the bridge's
-// sinks, and an agent is not one otherwise (it reads retained MQTT state,
-// not the bridge's routing). The sink consumes nothing: it empties its
+// sinks, and an agent is not one otherwise (it reads MQTT, not the
+// bridge's routing). The sink consumes nothing: it empties its
 // queue and drops what it is given.
 func (a *Agent) StatsSink() bridge.Sink { return statsSink{a} }
 
