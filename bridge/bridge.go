@@ -18,6 +18,13 @@ type Options struct {
 	// StateInterval: a state is published at least this often even when
 	// nothing changed, so consumers can judge freshness (default 30 s).
 	StateInterval time.Duration
+	// BatteryStateInterval: while a UPS is on battery and the source talks
+	// to it, its state is published at least this often (default 5 s),
+	// however slowly the source polls (a USB UPS read every 30 s). Agents
+	// count dead time from the last live state, so silence on battery must
+	// mean that the bridge, the broker or the UPS is gone, never that the
+	// source polls slowly.
+	BatteryStateInterval time.Duration
 	// TickInterval is how often time-based rules (dead time, NOCOMM, state_interval) are evaluated (default 1 s).
 	TickInterval time.Duration
 	// EventCapacity is each sink queue's room for events.
@@ -34,6 +41,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.StateInterval <= 0 {
 		o.StateInterval = 30 * time.Second
+	}
+	if o.BatteryStateInterval <= 0 {
+		o.BatteryStateInterval = DefaultBatteryStateInterval
 	}
 	if o.TickInterval <= 0 {
 		o.TickInterval = time.Second
@@ -255,8 +265,22 @@ func (b *Bridge) tick(now time.Time) {
 	defer b.mu.Unlock()
 	for _, e := range b.upss {
 		evs, changed := e.tracker.Tick(now)
-		b.emit(e, now, evs, changed || now.Sub(e.lastEmit) >= b.opts.StateInterval)
+		b.emit(e, now, evs, changed || b.stateDue(e, now))
 	}
+}
+
+// DefaultBatteryStateInterval is Options.BatteryStateInterval's default.
+const DefaultBatteryStateInterval = 5 * time.Second
+
+// stateDue reports whether a state must be published again although nothing
+// changed. Called with b.mu held.
+func (b *Bridge) stateDue(e *upsEntry, now time.Time) bool {
+	since := now.Sub(e.lastEmit)
+	if since >= b.opts.StateInterval {
+		return true
+	}
+	st := e.tracker.State()
+	return st.Comm && !st.Gone && st.OnBattery() && since >= b.opts.BatteryStateInterval
 }
 
 // emit publishes the state (when due) and the events to every sink. Called

@@ -226,3 +226,49 @@ func TestBridgeTicksWithAndWithoutUpdates(t *testing.T) {
 		<-done
 	})
 }
+
+// A UPS on battery whose source polls slowly (a USB UPS read every 30 s) is
+// still published every BatteryStateInterval while the source talks to it:
+// agents take silence on battery for a dead bridge. On mains, and once the
+// UPS is lost, the normal state_interval applies.
+func TestBridgeBatteryStateInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		src := &scripted{id: "s", in: make(chan Update)}
+		rec := &recorder{}
+		b := New(Options{StateInterval: time.Minute})
+		b.AddSource(src)
+		b.AddSink(rec)
+		done := make(chan struct{})
+		go func() { b.Run(ctx); close(done) }()
+		count := func() int { synctest.Wait(); s, _ := rec.snapshot(); return len(s) }
+
+		src.in <- Update{Source: "s", UPS: "ups1", Kind: Reading, Vars: Vars{"ups.status": "OL"}}
+		base := count()
+		time.Sleep(30 * time.Second)
+		if n := count() - base; n != 0 {
+			t.Fatalf("on mains, 30 s without polls: %d states, want 0 (state_interval 1m)", n)
+		}
+		src.in <- Update{Source: "s", UPS: "ups1", Kind: Reading, Vars: Vars{"ups.status": "OB"}}
+		base = count()
+		time.Sleep(29*time.Second + 500*time.Millisecond)
+		if n := count() - base; n != 5 {
+			t.Fatalf("on battery, 29.5 s without polls: %d states, want 5 (every %s)", n, DefaultBatteryStateInterval)
+		}
+		src.in <- Update{Source: "s", UPS: "ups1", Kind: CommLost}
+		base = count()
+		time.Sleep(30 * time.Second)
+		states, _ := rec.snapshot()
+		for _, st := range states[base:] {
+			if st.Comm {
+				t.Fatalf("a state after the UPS was lost says comm ok: %+v", st)
+			}
+		}
+		if n := len(states) - base; n > 2 {
+			t.Fatalf("UPS lost on battery, 30 s: %d states; the battery interval must not re-publish a lost UPS", n)
+		}
+		cancel()
+		<-done
+	})
+}

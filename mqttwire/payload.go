@@ -62,7 +62,8 @@ type EventPayload struct {
 
 // Order is a state's place in its bridge's sequence.
 type Order struct {
-	Epoch, Seq uint64
+	Epoch uint64 `json:"epoch"`
+	Seq   uint64 `json:"seq"`
 }
 
 // After reports whether o comes strictly after p.

@@ -12,6 +12,7 @@ import (
 	"github.com/upsbridge/upsbridge/agent/executor"
 	"github.com/upsbridge/upsbridge/agent/intake"
 	"github.com/upsbridge/upsbridge/agent/statefile"
+	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/bridge/signing"
 	"github.com/upsbridge/upsbridge/config"
 	"github.com/upsbridge/upsbridge/hass"
@@ -118,6 +119,12 @@ func startAgent(r *runState) error {
 		// of the bridge's sinks; the agent is not one otherwise. Without
 		// the endpoint nothing would read them.
 		r.bridge.AddSink(ag.StatsSink())
+	}
+	if a.DeadTime < 2*bridge.DefaultBatteryStateInterval {
+		// Bridges publish a UPS on battery at least every
+		// DefaultBatteryStateInterval; a shorter dead time can take a
+		// slowly polled UPS for a dead bridge.
+		log.Warn("agent.dead_time is shorter than twice the bridges' on-battery publication interval; a slowly polled UPS may look dead", "dead_time", a.DeadTime, "battery_state_interval", bridge.DefaultBatteryStateInterval)
 	}
 	log.Info("shutdown agent configured", "supplies", ids, "stages", len(a.Stages), "dry_run", a.DryRun, "require_signed", a.RequireSigned, "state_file", a.StateFile)
 	r.Go(func(ctx context.Context) error {
