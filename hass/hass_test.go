@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,15 +19,10 @@ import (
 	"github.com/upsbridge/upsbridge/hass"
 	"github.com/upsbridge/upsbridge/hass/hacheck"
 	"github.com/upsbridge/upsbridge/mqttwire"
+	"github.com/upsbridge/upsbridge/test/datadir"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-// sharedTestdata is ../shared/testdata beside the repository.
-func sharedTestdata(t testing.TB) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "shared", "testdata")
-}
 
 // dumps are the real devices the golden files come from.
 var dumps = []struct{ name, file string }{
@@ -186,7 +180,7 @@ func allMessages(t *testing.T, o hass.Options) (map[string][]hass.Message, []*br
 	out := map[string][]hass.Message{}
 	var states []*bridge.State
 	for _, d := range dumps {
-		vars, info := parseDev(t, filepath.Join(sharedTestdata(t), "nut-ddl", d.file))
+		vars, info := parseDev(t, datadir.DDL(d.file))
 		st := stateFor(d.name, vars, info)
 		states = append(states, st)
 		out[d.name] = hass.Messages(o, hass.UPSDevice(o, st))
@@ -224,7 +218,7 @@ func TestGoldenAndConformance(t *testing.T) {
 // TestStable: configs depend on identity and the variable set, not values.
 func TestStable(t *testing.T) {
 	o := testOptions(false)
-	vars, info := parseDev(t, filepath.Join(sharedTestdata(t), "nut-ddl", dumps[2].file))
+	vars, info := parseDev(t, datadir.DDL(dumps[2].file))
 	a := hass.Messages(o, hass.UPSDevice(o, stateFor("x", vars, info)))
 	v2 := vars.Clone()
 	for k := range v2 {

@@ -6,21 +6,19 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/mqttwire"
+	"github.com/upsbridge/upsbridge/test/datadir"
 )
 
-// realStates builds state payloads from the real upsc dumps in the shared
-// test data (../shared/testdata/hid/*.upsc.txt beside the repository).
+// realStates builds state payloads from the real upsc dumps of the
+// repository's test data (testdata/hid/*.upsc.txt).
 func realStates(t testing.TB) [][]byte {
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "testdata", "hid")
-	files, _ := filepath.Glob(filepath.Join(dir, "*.upsc.txt"))
+	files, _ := filepath.Glob(datadir.HID("*.upsc.txt"))
 	var out [][]byte
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -71,7 +69,7 @@ func FuzzParseState(f *testing.F) {
 func TestParseStateReal(t *testing.T) {
 	states := realStates(t)
 	if len(states) == 0 {
-		t.Fatal("no upsc dumps found in ../shared/testdata/hid")
+		t.Fatalf("no upsc dumps found in %s", datadir.HID())
 	}
 	for _, s := range states {
 		p, ts, err := ParseState("ups", s)
