@@ -51,11 +51,11 @@ type MQTT struct {
 	URL          string `koanf:"url"`
 	Listen       string `koanf:"listen"`
 	ClientID     string `koanf:"client_id"`
-	Username     string `koanf:"username"`
-	Password     Secret `koanf:"password"`
-	PasswordFile string `koanf:"password_file"`
-	TLS          TLS    `koanf:"tls"`
-	TopicPrefix  string `koanf:"topic_prefix"`
+	Username string `koanf:"username"`
+	// Password is password, password_file or password_env.
+	Password    SecretRef `koanf:"password"`
+	TLS         TLS       `koanf:"tls"`
+	TopicPrefix string    `koanf:"topic_prefix"`
 }
 
 // TLS configures TLS to the broker.
@@ -157,9 +157,14 @@ func (e Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Load reads the configuration: defaults, then the YAML file at path (if
-// path is not empty), then environment variables from environ (os.Environ()
-// form). It returns Errors listing every problem.
+// Load is the one configuration pass every command runs: defaults, then the
+// YAML file at path (if path is not empty), then environment variables from
+// environ (os.Environ() form); then every secret is resolved once (files and
+// environment variables of SecretRef keys, looked up in environ); then the
+// values are validated, without reading anything again. Building components
+// from the result re-checks nothing that could fail differently, so `run`
+// never rejects what `check-config` accepted. It returns Errors listing
+// every problem.
 func Load(path string, environ []string) (*Config, error) {
 	k := koanf.New(".")
 	if path != "" {
@@ -177,12 +182,27 @@ func Load(path string, environ []string) (*Config, error) {
 	d.decodeStruct("", k.Raw(), refValue(cfg))
 	errs := d.errs
 	if len(errs) == 0 {
+		errs = append(errs, ResolveSecrets("", cfg, lookupIn(environ))...)
+	}
+	if len(errs) == 0 {
 		errs = append(errs, cfg.Validate()...)
 	}
 	if len(errs) > 0 {
 		return nil, Errors(errs)
 	}
 	return cfg, nil
+}
+
+// lookupIn looks environment variables up in environ (os.Environ() form).
+func lookupIn(environ []string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		for i := len(environ) - 1; i >= 0; i-- {
+			if k, v, ok := strings.Cut(environ[i], "="); ok && k == name {
+				return v, true
+			}
+		}
+		return "", false
+	}
 }
 
 // envMap turns UPSBRIDGE_A__B_C=v into {"a.b_c": "v"}.
@@ -202,8 +222,9 @@ func envMap(environ []string) map[string]any {
 	return out
 }
 
-// Validate checks values (not keys, which decoding checks) and resolves
-// secret files. It returns every problem.
+// Validate checks values (not keys, which decoding checks). It reads no
+// secret (Load resolves them before) and may run any number of times with
+// the same result. It returns every problem.
 func (c *Config) Validate() []FieldError {
 	var errs []FieldError
 	switch c.Log.Level {
@@ -231,8 +252,8 @@ func (c *Config) Validate() []FieldError {
 			errs = append(errs, Errorf("http.listen", "must be host:port, got %q", c.HTTP.Listen))
 		}
 	}
-	errs = append(errs, validateTyped("sources", c.Sources, true)...)
-	errs = append(errs, validateTyped("notify", c.Notify, false)...)
+	errs = append(errs, validateTyped("sources", c.Sources)...)
+	errs = append(errs, validateTyped("notify", c.Notify)...)
 	if c.Agent != nil {
 		errs = append(errs, Prefix("agent", c.Agent.Validate())...)
 	}
@@ -262,7 +283,7 @@ func (m *MQTT) validate() []FieldError {
 	if m.TopicPrefix == "" || strings.ContainsAny(m.TopicPrefix, "+#") || strings.HasPrefix(m.TopicPrefix, "/") || strings.HasSuffix(m.TopicPrefix, "/") {
 		errs = append(errs, Errorf("topic_prefix", "must be a topic without wildcards or leading/trailing '/', got %q", m.TopicPrefix))
 	}
-	errs = append(errs, ResolveSecret(&m.Password, m.PasswordFile, "password")...)
+	errs = append(errs, m.Password.Check("password")...)
 	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
 		errs = append(errs, Errorf("tls", "cert_file and key_file go together"))
 	}
@@ -299,32 +320,33 @@ func (b *Bridge) validate() []FieldError {
 	return errs
 }
 
-func validateTyped(kind string, list []Typed, ids bool) []FieldError {
+func validateTyped(kind string, list []Typed) []FieldError {
 	var errs []FieldError
 	seen := map[string]int{}
+	key := kinds[kind].key
 	for i, t := range list {
 		path := fmt.Sprintf("%s[%d]", kind, i)
 		if v, ok := t.Spec.(Validator); ok {
 			errs = append(errs, Prefix(path, v.Validate())...)
 		}
-		if !ids {
-			continue
-		}
-		idr, ok := t.Spec.(interface{ SourceID() string })
+		name, ok := entryName(kind, t.Spec)
 		if !ok {
 			continue
 		}
-		id := idr.SourceID()
 		switch {
-		case id == "":
-			errs = append(errs, Errorf(path+".id", "is required"))
-		case !IDPattern.MatchString(id):
-			errs = append(errs, Errorf(path+".id", "must match %s, got %q", IDPattern, id))
-		default:
-			if j, dup := seen[id]; dup {
-				errs = append(errs, Errorf(path+".id", "%q is already the id of %s[%d]", id, kind, j))
+		case name == "":
+			if kind == "sources" { // notifiers check their own name
+				errs = append(errs, Errorf(path+"."+key, "is required"))
 			}
-			seen[id] = i
+		case !IDPattern.MatchString(name):
+			if kind == "sources" {
+				errs = append(errs, Errorf(path+"."+key, "must match %s, got %q", IDPattern, name))
+			}
+		default:
+			if j, dup := seen[name]; dup {
+				errs = append(errs, Errorf(path+"."+key, "%q is already the %s of %s[%d]", name, key, kind, j))
+			}
+			seen[name] = i
 		}
 	}
 	return errs
