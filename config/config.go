@@ -48,9 +48,9 @@ type Log struct {
 type MQTT struct {
 	// URL is tcp://host:port, mqtt://, mqtts://, ssl://, ws://, wss://, or
 	// "embedded" to run a broker inside the process on Listen.
-	URL          string `koanf:"url"`
-	Listen       string `koanf:"listen"`
-	ClientID     string `koanf:"client_id"`
+	URL      string `koanf:"url"`
+	Listen   string `koanf:"listen"`
+	ClientID string `koanf:"client_id"`
 	Username string `koanf:"username"`
 	// Password is password, password_file or password_env.
 	Password    SecretRef `koanf:"password"`
