@@ -432,3 +432,46 @@ func TestStatusAndPowerState(t *testing.T) {
 		}
 	}
 }
+
+// TestEntityIDsWithoutStutter: a UPS whose id ends in the word a key starts
+// with gets entity ids that say it once (sensor.nas_ups_load), unless the
+// short form is another entity's; unique_ids keep the full key.
+func TestEntityIDsWithoutStutter(t *testing.T) {
+	o := testOptions(false)
+	// ups.realpower makes the "power" sensor, which ups.power's short form
+	// would collide with.
+	vars := bridge.Vars{"ups.status": "OL", "ups.load": "20", "ups.power": "300", "ups.realpower": "250", "battery.charge": "90"}
+	ids := map[string]string{} // default_entity_id -> unique_id
+	for _, m := range hass.Messages(o, hass.UPSDevice(o, stateFor("nas-ups", vars, nil))) {
+		var c struct {
+			Default string `json:"default_entity_id"`
+			Unique  string `json:"unique_id"`
+		}
+		if err := json.Unmarshal(m.Payload, &c); err != nil {
+			t.Fatal(err)
+		}
+		if prev, dup := ids[c.Default]; dup {
+			t.Errorf("%s suggested for %s and %s", c.Default, prev, c.Unique)
+		}
+		ids[c.Default] = c.Unique
+	}
+	for id, unique := range map[string]string{
+		"sensor.nas_ups_load":           "upsbridge_home_srv_ups_nas_ups_ups_load",
+		"sensor.nas_ups_battery_charge": "upsbridge_home_srv_ups_nas_ups_battery_charge",
+		"sensor.nas_ups_status":         "upsbridge_home_srv_ups_nas_ups_status",
+	} {
+		if got, ok := ids[id]; !ok || got != unique {
+			t.Errorf("%s: unique_id %q (present %v), want %q", id, got, ok, unique)
+		}
+	}
+	for id := range ids {
+		if strings.Contains(id, "_ups_ups_") && id != "sensor.nas_ups_ups_power" {
+			t.Errorf("stutter in %s", id)
+		}
+	}
+	// The "power" sensor and ups.power would both be sensor.nas_ups_power:
+	// ups.power keeps its full form.
+	if ids["sensor.nas_ups_power"] != "upsbridge_home_srv_ups_nas_ups_power" || ids["sensor.nas_ups_ups_power"] != "upsbridge_home_srv_ups_nas_ups_ups_power" {
+		t.Errorf("power sensors: %q and %q", ids["sensor.nas_ups_power"], ids["sensor.nas_ups_ups_power"])
+	}
+}
