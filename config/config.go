@@ -352,6 +352,17 @@ func validateTyped(kind string, list []Typed) []FieldError {
 	return errs
 }
 
+// Runnable reports what keeps `run` from starting on a valid configuration:
+// nothing to run (no source and no agent). check-config reports it too, so
+// run never fails on what check-config accepted. Other commands (notify-test,
+// drill) take configurations that run would not.
+func (c *Config) Runnable() []FieldError {
+	if len(c.Sources) == 0 && c.Agent == nil {
+		return []FieldError{{Msg: "nothing to run: the config has no sources and no agent"}}
+	}
+	return nil
+}
+
 // AsErrors returns the FieldErrors inside err, if it holds any.
 func AsErrors(err error) (Errors, bool) {
 	var e Errors

@@ -86,6 +86,10 @@ func cmdCheckConfig(_ context.Context, args []string, io stdio) int {
 	if cfg == nil {
 		return code
 	}
+	if errs := cfg.Runnable(); len(errs) > 0 {
+		fmt.Fprintf(io.Stderr, "upsbridge: invalid configuration for run: %s\n", config.Errors(errs).Error())
+		return exitConfig
+	}
 	fmt.Fprintf(io.Stdout, "%s: valid (%d source(s), %d notifier(s), agent: %v)\n", *path, len(cfg.Sources), len(cfg.Notify), cfg.Agent != nil)
 	return exitOK
 }

@@ -112,7 +112,7 @@ func startAgent(r *runState) error {
 	agent, err = shutdown.NewAgent(shutdown.Options{
 		ID: a.ID, TopicPrefix: prefix, Policy: policyConfig(a), FinalDelay: a.FinalDelayValue(), DryRun: a.DryRun,
 		StateFile: a.StateFile, BootID: shutdown.BootID(), CommandTimeout: a.CommandTimeout, Exec: exec,
-		Publish: w.Publish, Emit: r.bridge.Emit, Logger: log,
+		Publish: w.Publish, Emit: r.bridge.Emit, Logger: r.log, // the agent adds "agent" itself
 	})
 	if err != nil {
 		return err
