@@ -14,8 +14,10 @@
 #      By default (what CI runs, since the whole suite already ran on this
 #      commit in the step before): the same command, given the packages
 #      whose tests read files of the repository (those importing
-#      test/datadir, which finds testdata/), plus the deploy, docs and
-#      curated-corpus tests of test/. These are what a missing file breaks.
+#      test/datadir, which finds testdata/), plus the tests of test/ that
+#      read the repository's files (curated device dumps, deploy/, README
+#      and docs/ with their examples, the demo). These are what a missing or
+#      untracked file breaks; the rest reads nothing outside its package.
 #
 # CI is unset for both commands (a newcomer's shell), so the optional full
 # corpus is skipped, not failed. Prints the wall time of each part.
@@ -77,7 +79,7 @@ else
 	[ "${#pkgs[@]}" -ge 5 ] || { echo "found ${#pkgs[@]} packages reading test data, want at least 5" >&2; exit 1; }
 	echo "   packages reading repository files: ${pkgs[*]}"
 	bash -c "${cmds[1]} \"\$@\"" _ "${pkgs[@]}"
-	bash -c "${cmds[1]} \"\$@\"" _ -run 'TestNUTDDLCurated|TestDeploy|TestDocs|TestDemo' ./test/
+	bash -c "${cmds[1]} \"\$@\"" _ -run 'TestNUTDDLCurated|TestDeploy|TestDocs|TestDemo|TestShipped' ./test/
 fi
 t2=$(date +%s)
 echo "   tests: $((t2 - t1))s; fresh-clone step: $((t2 - t0))s"
