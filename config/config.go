@@ -17,6 +17,8 @@ import (
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/upsbridge/upsbridge/bridge/signing"
 )
 
 // EnvPrefix starts every environment variable the configuration reads;
@@ -183,6 +185,7 @@ func Load(path string, environ []string) (*Config, error) {
 	errs := d.errs
 	if len(errs) == 0 {
 		errs = append(errs, ResolveSecrets("", cfg, lookupIn(environ))...)
+		errs = append(errs, checkKeyFiles(cfg)...)
 	}
 	if len(errs) == 0 {
 		errs = append(errs, cfg.Validate()...)
@@ -191,6 +194,24 @@ func Load(path string, environ []string) (*Config, error) {
 		return nil, Errors(errs)
 	}
 	return cfg, nil
+}
+
+// checkKeyFiles parses the signing key files, as run does when it builds
+// the signer and the agent's verifier, so a file that is there but is not
+// a key fails check-config too.
+func checkKeyFiles(cfg *Config) []FieldError {
+	var errs []FieldError
+	if f := cfg.Bridge.SigningKeyFile; f != "" {
+		if _, err := signing.LoadSigner(f); err != nil {
+			errs = append(errs, Errorf("bridge.signing_key_file", "%v", err))
+		}
+	}
+	if cfg.Agent != nil && cfg.Agent.PublicKeyFile != "" {
+		if _, err := signing.LoadVerifier(cfg.Agent.PublicKeyFile); err != nil {
+			errs = append(errs, Errorf("agent.public_key_file", "%v", err))
+		}
+	}
+	return errs
 }
 
 // lookupIn looks environment variables up in environ (os.Environ() form).

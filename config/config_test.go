@@ -1,11 +1,14 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/upsbridge/upsbridge/bridge/signing"
 )
 
 type testSpec struct {
@@ -283,4 +286,34 @@ func (n *testNote) NotifierName() string { return n.Name }
 
 func init() {
 	Register("notify", "testnote", func() any { return &testNote{} })
+}
+
+// TestKeyFilesParsed: a signing key or agent public key file that exists
+// but is not a key fails Load (so check-config), as it would fail run.
+func TestKeyFilesParsed(t *testing.T) {
+	pub, priv, err := signing.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	privPEM, _ := signing.EncodePrivateKey(priv)
+	pubPEM, _ := signing.EncodePublicKey(pub)
+	good, goodPub, junk := write(t, string(privPEM)), write(t, string(pubPEM)), write(t, "not a key\n")
+	agent := "agent:\n  supplies: [{ups: a}]\n  public_key_file: %s\n"
+	tests := []struct{ name, yaml, err string }{
+		{"keys", "bridge:\n  signing_key_file: " + good + "\n" + fmt.Sprintf(agent, goodPub), ""},
+		{"junk signing key", "bridge:\n  signing_key_file: " + junk + "\n", "bridge.signing_key_file: signing key"},
+		{"public key as signing key", "bridge:\n  signing_key_file: " + goodPub + "\n", "bridge.signing_key_file:"},
+		{"junk public key", fmt.Sprintf(agent, junk), "agent.public_key_file: public key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(write(t, tt.yaml), nil)
+			switch {
+			case tt.err == "" && err != nil:
+				t.Fatal(err)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Fatalf("error %v, want %q", err, tt.err)
+			}
+		})
+	}
 }
