@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/bridge/signing"
 )
 
@@ -25,6 +27,8 @@ func (s *testSpec) Validate() []FieldError {
 	}
 	return nil
 }
+
+func (s *testSpec) NewSource(bridge.Env) (bridge.Source, error) { return nil, errors.New("test spec") }
 
 func init() {
 	Register("sources", "testsrc", func() any { return &testSpec{PollInterval: time.Second} })
@@ -283,6 +287,8 @@ type testNote struct {
 }
 
 func (n *testNote) NotifierName() string { return n.Name }
+
+func (n *testNote) NewSink(bridge.Env) (bridge.Sink, error) { return nil, errors.New("test spec") }
 
 func init() {
 	Register("notify", "testnote", func() any { return &testNote{} })

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+
+	"github.com/upsbridge/upsbridge/bridge"
 )
 
 // Typed is one entry of a list whose entries have a `type` (sources,
@@ -20,11 +22,19 @@ type Validator interface {
 	Validate() []FieldError
 }
 
-// SourceSpec is what every source type's spec is: it has an id.
-type SourceSpec interface{ SourceID() string }
+// SourceSpec is what every source type's spec is: it has an id and builds
+// the source.
+type SourceSpec interface {
+	SourceID() string
+	bridge.SourceSpec
+}
 
-// NotifierSpec is what every notifier type's spec is: it has a name.
-type NotifierSpec interface{ NotifierName() string }
+// NotifierSpec is what every notifier type's spec is: it has a name and
+// builds the notifier.
+type NotifierSpec interface {
+	NotifierName() string
+	bridge.SinkSpec
+}
 
 // kinds are the typed lists: the key that names an entry (unique in its
 // list) and the check that a registered spec is of the kind.
@@ -35,6 +45,12 @@ var kinds = map[string]struct {
 	"sources": {"id", func(s any) bool { _, ok := s.(SourceSpec); return ok }},
 	"notify":  {"name", func(s any) bool { _, ok := s.(NotifierSpec); return ok }},
 }
+
+// Source returns the entry's spec as a source, for an entry of sources.
+func (t Typed) Source() (SourceSpec, bool) { s, ok := t.Spec.(SourceSpec); return s, ok }
+
+// Notifier returns the entry's spec as a notifier, for an entry of notify.
+func (t Typed) Notifier() (NotifierSpec, bool) { s, ok := t.Spec.(NotifierSpec); return s, ok }
 
 // entryName returns the id of a source or the name of a notifier.
 func entryName(kind string, spec any) (string, bool) {
@@ -59,7 +75,7 @@ var (
 // Register makes a type known for a typed list. kind is the list's key
 // ("sources", "notify"); newSpec returns a pointer to a fresh config struct
 // with its defaults set: a SourceSpec for sources, a NotifierSpec for
-// notifiers. An unknown kind, a spec of the wrong kind, or the same kind
+// notifiers, so every entry Load accepts can be built. An unknown kind, a spec of the wrong kind, or the same kind
 // and type registered twice panic: they are programming errors.
 func Register(kind, typ string, newSpec func() any) {
 	k, ok := kinds[kind]
