@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/agent/policy"
+	"github.com/upsbridge/upsbridge/bridge/signing"
 	"github.com/upsbridge/upsbridge/config"
 )
 
@@ -15,6 +16,18 @@ import (
 // the agent.
 func init() {
 	config.RegisterSection("agent", func() any { return &Config{} })
+}
+
+// CheckFiles implements config.FileChecker: the public key must parse, as
+// run parses it.
+func (a *Config) CheckFiles() []config.FieldError {
+	if a.PublicKeyFile == "" {
+		return nil
+	}
+	if _, err := signing.LoadVerifier(a.PublicKeyFile); err != nil {
+		return []config.FieldError{config.Errorf("public_key_file", "%v", err)}
+	}
+	return nil
 }
 
 // FromConfig returns the agent section of cfg, or nil when it has none.

@@ -71,3 +71,21 @@ func TestAgentConfig(t *testing.T) {
 		})
 	}
 }
+
+// A public key file that exists but is not a key fails Load (and so
+// check-config), as it would fail run.
+func TestAgentPublicKeyParsed(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.pub")
+	if err := os.WriteFile(junk, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(path, []byte("agent:\n  supplies: [{ups: a}]\n  public_key_file: "+junk+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := config.Load(path, nil)
+	if err == nil || !strings.Contains(err.Error(), "agent.public_key_file: public key") {
+		t.Fatalf("Load = %v, want an agent.public_key_file error", err)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/knadh/koanf/v2"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/bridge/signing"
 )
 
 // EnvPrefix starts every environment variable the configuration reads;
@@ -52,14 +53,14 @@ type Log struct {
 type MQTT struct {
 	// URL is tcp://host:port, mqtt://, mqtts://, ssl://, ws://, wss://, or
 	// "embedded" to run a broker inside the process on Listen.
-	URL          string `koanf:"url"`
-	Listen       string `koanf:"listen"`
-	ClientID     string `koanf:"client_id"`
-	Username     string `koanf:"username"`
-	Password     Secret `koanf:"password"`
-	PasswordFile string `koanf:"password_file"`
-	TLS          TLS    `koanf:"tls"`
-	TopicPrefix  string `koanf:"topic_prefix"`
+	URL      string `koanf:"url"`
+	Listen   string `koanf:"listen"`
+	ClientID string `koanf:"client_id"`
+	Username string `koanf:"username"`
+	// Password is password, password_file or password_env.
+	Password    SecretRef `koanf:"password"`
+	TLS         TLS       `koanf:"tls"`
+	TopicPrefix string    `koanf:"topic_prefix"`
 	// Commands says which commands and variable writes MQTT may ask for.
 	Commands Commands `koanf:"commands"`
 	// Broker secures the embedded broker (url: embedded).
@@ -89,9 +90,9 @@ type Broker struct {
 
 // BrokerUser is one account of the embedded broker.
 type BrokerUser struct {
-	Name         string `koanf:"name"`
-	Password     Secret `koanf:"password"`
-	PasswordFile string `koanf:"password_file"`
+	Name string `koanf:"name"`
+	// Password is password, password_file or password_env.
+	Password SecretRef `koanf:"password"`
 	// Role is bridge, agent (name = the agent's id), homeassistant or reader.
 	Role string `koanf:"role"`
 }
@@ -153,8 +154,8 @@ type HTTP struct {
 	Listen string `koanf:"listen"` // empty: off
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// every path but /healthz.
-	Token     Secret `koanf:"token"`
-	TokenFile string `koanf:"token_file"`
+	// (token, token_file or token_env).
+	Token SecretRef `koanf:"token"`
 }
 
 // SourceCommon holds the keys every source has. Source specs embed it.
@@ -216,9 +217,14 @@ func (e Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Load reads the configuration: defaults, then the YAML file at path (if
-// path is not empty), then environment variables from environ (os.Environ()
-// form). It returns Errors listing every problem.
+// Load is the one configuration pass every command runs: defaults, then the
+// YAML file at path (if path is not empty), then environment variables from
+// environ (os.Environ() form); then every secret is resolved once (files and
+// environment variables of SecretRef keys, looked up in environ); then the
+// values are validated, without reading anything again. Building components
+// from the result re-checks nothing that could fail differently, so `run`
+// never rejects what `check-config` accepted. It returns Errors listing
+// every problem.
 func Load(path string, environ []string) (*Config, error) {
 	k := koanf.New(".")
 	if path != "" {
@@ -236,12 +242,51 @@ func Load(path string, environ []string) (*Config, error) {
 	d.decodeStruct("", k.Raw(), refValue(cfg))
 	errs := d.errs
 	if len(errs) == 0 {
+		errs = append(errs, ResolveSecrets("", cfg, lookupIn(environ))...)
+		errs = append(errs, checkKeyFiles(cfg)...)
+	}
+	if len(errs) == 0 {
 		errs = append(errs, cfg.Validate()...)
 	}
 	if len(errs) > 0 {
 		return nil, Errors(errs)
 	}
 	return cfg, nil
+}
+
+// checkKeyFiles parses the signing key files, as run does when it builds
+// the signer and the agent's verifier, so a file that is there but is not
+// a key fails check-config too.
+func checkKeyFiles(cfg *Config) []FieldError {
+	var errs []FieldError
+	if f := cfg.Bridge.SigningKeyFile; f != "" {
+		if _, err := signing.LoadSigner(f); err != nil {
+			errs = append(errs, Errorf("bridge.signing_key_file", "%v", err))
+		}
+	}
+	if fc, ok := cfg.Agent.(FileChecker); ok {
+		errs = append(errs, Prefix("agent", fc.CheckFiles())...)
+	}
+	return errs
+}
+
+// FileChecker is implemented by registered sections that name files run
+// will parse (keys): CheckFiles parses them as run would, once, after the
+// secrets are resolved and before validation.
+type FileChecker interface {
+	CheckFiles() []FieldError
+}
+
+// lookupIn looks environment variables up in environ (os.Environ() form).
+func lookupIn(environ []string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		for i := len(environ) - 1; i >= 0; i-- {
+			if k, v, ok := strings.Cut(environ[i], "="); ok && k == name {
+				return v, true
+			}
+		}
+		return "", false
+	}
 }
 
 // envMap turns UPSBRIDGE_A__B_C=v into {"a.b_c": "v"}.
@@ -261,8 +306,9 @@ func envMap(environ []string) map[string]any {
 	return out
 }
 
-// Validate checks values (not keys, which decoding checks) and resolves
-// secret files. It returns every problem.
+// Validate checks values (not keys, which decoding checks). It reads no
+// secret (Load resolves them before) and may run any number of times with
+// the same result. It returns every problem.
 func (c *Config) Validate() []FieldError {
 	var errs []FieldError
 	switch c.Log.Level {
@@ -290,9 +336,9 @@ func (c *Config) Validate() []FieldError {
 			errs = append(errs, Errorf("http.listen", "must be host:port, got %q", c.HTTP.Listen))
 		}
 	}
-	errs = append(errs, Prefix("http", ResolveSecret(&c.HTTP.Token, c.HTTP.TokenFile, "token"))...)
-	errs = append(errs, validateTyped("sources", c.Sources, true)...)
-	errs = append(errs, validateTyped("notify", c.Notify, false)...)
+	errs = append(errs, Prefix("http", c.HTTP.Token.Check("token"))...)
+	errs = append(errs, validateTyped("sources", c.Sources)...)
+	errs = append(errs, validateTyped("notify", c.Notify)...)
 	if v, ok := c.Agent.(Validator); ok {
 		errs = append(errs, Prefix("agent", v.Validate())...)
 	}
@@ -322,7 +368,7 @@ func (m *MQTT) validate() []FieldError {
 	if m.TopicPrefix == "" || strings.ContainsAny(m.TopicPrefix, "+#") || strings.HasPrefix(m.TopicPrefix, "/") || strings.HasSuffix(m.TopicPrefix, "/") {
 		errs = append(errs, Errorf("topic_prefix", "must be a topic without wildcards or leading/trailing '/', got %q", m.TopicPrefix))
 	}
-	errs = append(errs, ResolveSecret(&m.Password, m.PasswordFile, "password")...)
+	errs = append(errs, m.Password.Check("password")...)
 	errs = append(errs, Prefix("commands", m.Commands.validate())...)
 	if m.URL == "embedded" {
 		errs = append(errs, m.validateBroker()...)
@@ -375,35 +421,47 @@ func (b *Bridge) validate() []FieldError {
 	return errs
 }
 
-func validateTyped(kind string, list []Typed, ids bool) []FieldError {
+func validateTyped(kind string, list []Typed) []FieldError {
 	var errs []FieldError
 	seen := map[string]int{}
+	key := kinds[kind].key
 	for i, t := range list {
 		path := fmt.Sprintf("%s[%d]", kind, i)
 		if v, ok := t.Spec.(Validator); ok {
 			errs = append(errs, Prefix(path, v.Validate())...)
 		}
-		if !ids {
-			continue
-		}
-		idr, ok := t.Spec.(interface{ SourceID() string })
+		name, ok := entryName(kind, t.Spec)
 		if !ok {
 			continue
 		}
-		id := idr.SourceID()
 		switch {
-		case id == "":
-			errs = append(errs, Errorf(path+".id", "is required"))
-		case !IDPattern.MatchString(id):
-			errs = append(errs, Errorf(path+".id", "must match %s, got %q", IDPattern, id))
-		default:
-			if j, dup := seen[id]; dup {
-				errs = append(errs, Errorf(path+".id", "%q is already the id of %s[%d]", id, kind, j))
+		case name == "":
+			if kind == "sources" { // notifiers check their own name
+				errs = append(errs, Errorf(path+"."+key, "is required"))
 			}
-			seen[id] = i
+		case !IDPattern.MatchString(name):
+			if kind == "sources" {
+				errs = append(errs, Errorf(path+"."+key, "must match %s, got %q", IDPattern, name))
+			}
+		default:
+			if j, dup := seen[name]; dup {
+				errs = append(errs, Errorf(path+"."+key, "%q is already the %s of %s[%d]", name, key, kind, j))
+			}
+			seen[name] = i
 		}
 	}
 	return errs
+}
+
+// Runnable reports what keeps `run` from starting on a valid configuration:
+// nothing to run (no source and no agent). check-config reports it too, so
+// run never fails on what check-config accepted. Other commands (notify-test,
+// drill) take configurations that run would not.
+func (c *Config) Runnable() []FieldError {
+	if len(c.Sources) == 0 && c.Agent == nil {
+		return []FieldError{{Msg: "nothing to run: the config has no sources and no agent"}}
+	}
+	return nil
 }
 
 // AsErrors returns the FieldErrors inside err, if it holds any.
@@ -495,10 +553,10 @@ func (m *MQTT) validateBroker() []FieldError {
 		} else if u.Role == "agent" && !IDPattern.MatchString(u.Name) {
 			errs = append(errs, Errorf(key+".name", "an agent's user name is its agent.id and must match %s, got %q", IDPattern, u.Name))
 		}
-		if perr := ResolveSecret(&u.Password, u.PasswordFile, "password"); len(perr) > 0 {
+		if perr := u.Password.Check("password"); len(perr) > 0 {
 			errs = append(errs, Prefix(key, perr)...)
-		} else if u.Password == "" {
-			errs = append(errs, Errorf(key+".password", "is required (or password_file)"))
+		} else if !u.Password.IsSet() {
+			errs = append(errs, Errorf(key+".password", "is required (or password_file, password_env)"))
 		}
 	}
 	return errs

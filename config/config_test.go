@@ -1,11 +1,15 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/bridge/signing"
 )
 
 type testSpec struct {
@@ -13,6 +17,7 @@ type testSpec struct {
 	PollInterval time.Duration `koanf:"poll_interval"`
 	Address      string        `koanf:"address"`
 	Password     Secret        `koanf:"password"`
+	Token        SecretRef     `koanf:"token"`
 }
 
 func (s *testSpec) Validate() []FieldError {
@@ -21,6 +26,8 @@ func (s *testSpec) Validate() []FieldError {
 	}
 	return nil
 }
+
+func (s *testSpec) NewSource(bridge.Env) (bridge.Source, error) { return nil, errors.New("test spec") }
 
 func init() {
 	Register("sources", "testsrc", func() any { return &testSpec{PollInterval: time.Second} })
@@ -153,7 +160,7 @@ func TestSecretsNeverPrint(t *testing.T) {
 		}
 	}
 	p = write(t, "mqtt:\n  password: a\n  password_file: "+pw+"\n")
-	if _, err := Load(p, nil); err == nil || !strings.Contains(err.Error(), "mqtt.password: set either") {
+	if _, err := Load(p, nil); err == nil || !strings.Contains(err.Error(), "mqtt.password: set only one of") {
 		t.Fatalf("both password and password_file: %v", err)
 	}
 }
@@ -180,4 +187,138 @@ func FuzzLoad(f *testing.F) {
 		os.WriteFile(p, []byte(body), 0o600)
 		_, _ = Load(p, nil) // must not panic
 	})
+}
+
+// TestSecretRef: a secret given as value, file or environment variable is
+// resolved once by Load (a second resolution changes nothing and fails
+// nothing), validation reads nothing, and every mistake names its key.
+func TestSecretRef(t *testing.T) {
+	pw := write(t, "from-file\n")
+	tests := []struct {
+		name, yaml string
+		env        []string
+		want, err  string
+	}{
+		{"value", "mqtt:\n  password: plain\n", nil, "plain", ""},
+		{"file", "mqtt:\n  password_file: " + pw + "\n", nil, "from-file", ""},
+		{"env", "mqtt:\n  password_env: MQTT_PW\n", []string{"MQTT_PW=from-env"}, "from-env", ""},
+		{"env var from UPSBRIDGE_", "mqtt: {}\n", []string{"UPSBRIDGE_MQTT__PASSWORD_FILE=" + pw}, "from-file", ""},
+		{"env unset", "mqtt:\n  password_env: MQTT_PW\n", nil, "", "mqtt.password_env: environment variable MQTT_PW is not set"},
+		{"missing file", "mqtt:\n  password_file: /nonexistent/pw\n", nil, "", "mqtt.password_file: read secret file"},
+		{"file and env", "mqtt:\n  password_file: " + pw + "\n  password_env: X\n", nil, "", "mqtt.password: set only one of password, password_file and password_env"},
+		{"in a typed entry", "sources:\n  - {id: a, type: testsrc, token_file: " + pw + "}\n", nil, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(write(t, tt.yaml), tt.env)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.MQTT.Password.Reveal(); got != tt.want {
+				t.Errorf("password %q, want %q", got, tt.want)
+			}
+			if len(cfg.Sources) > 0 {
+				if got := cfg.Sources[0].Spec.(*testSpec).Token.Reveal(); got != "from-file" {
+					t.Errorf("token in a source %q", got)
+				}
+			}
+			// Validation and a second resolution agree with the first pass.
+			if errs := cfg.Validate(); len(errs) > 0 {
+				t.Errorf("second validation: %v", errs)
+			}
+			if errs := ResolveSecrets("", cfg, nil); len(errs) > 0 {
+				t.Errorf("second resolution: %v", errs)
+			}
+			if got := cfg.MQTT.Password.Reveal(); got != tt.want {
+				t.Errorf("password after a second pass %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestDuplicateNames: two sources with one id, or two notifiers with one
+// name, are configuration errors naming both entries.
+func TestDuplicateNames(t *testing.T) {
+	_, err := Load(write(t, `
+sources:
+  - {id: a, type: testsrc}
+  - {id: a, type: testsrc}
+notify:
+  - {name: ops, type: testnote}
+  - {name: ops, type: testnote}
+`), nil)
+	for _, want := range []string{
+		`sources[1].id: "a" is already the id of sources[0]`,
+		`notify[1].name: "ops" is already the name of notify[0]`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in: %v", want, err)
+		}
+	}
+}
+
+// TestRegisterChecksKind: a spec of the wrong kind is a programming error.
+func TestRegisterChecksKind(t *testing.T) {
+	for _, tt := range []struct {
+		kind string
+		spec any
+	}{{"notify", &testSpec{}}, {"sources", &testNote{}}, {"other", &testSpec{}}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Register(%q, %T) did not panic", tt.kind, tt.spec)
+				}
+			}()
+			Register(tt.kind, "wrong", func() any { return tt.spec })
+		}()
+	}
+}
+
+type testNote struct {
+	Name string `koanf:"name"`
+	Type string `koanf:"type"`
+}
+
+func (n *testNote) NotifierName() string { return n.Name }
+
+func (n *testNote) NewSink(bridge.Env) (bridge.Sink, error) { return nil, errors.New("test spec") }
+
+func init() {
+	Register("notify", "testnote", func() any { return &testNote{} })
+}
+
+// TestKeyFilesParsed: a signing key or agent public key file that exists
+// but is not a key fails Load (so check-config), as it would fail run.
+func TestKeyFilesParsed(t *testing.T) {
+	pub, priv, err := signing.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	privPEM, _ := signing.EncodePrivateKey(priv)
+	pubPEM, _ := signing.EncodePublicKey(pub)
+	good, goodPub, junk := write(t, string(privPEM)), write(t, string(pubPEM)), write(t, "not a key\n")
+	// The agent's public key is checked by the agent's section
+	// (agent/config_test.go): config does not know it.
+	tests := []struct{ name, yaml, err string }{
+		{"keys", "bridge:\n  signing_key_file: " + good + "\n", ""},
+		{"junk signing key", "bridge:\n  signing_key_file: " + junk + "\n", "bridge.signing_key_file: signing key"},
+		{"public key as signing key", "bridge:\n  signing_key_file: " + goodPub + "\n", "bridge.signing_key_file:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(write(t, tt.yaml), nil)
+			switch {
+			case tt.err == "" && err != nil:
+				t.Fatal(err)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Fatalf("error %v, want %q", err, tt.err)
+			}
+		})
+	}
 }

@@ -97,6 +97,12 @@ func fields(t reflect.Type) map[string][]int {
 			name = strings.ToLower(f.Name)
 		}
 		out[name] = []int{i}
+		if f.Type == secretRefType {
+			// One SecretRef takes three keys: x (decoded into Value),
+			// x_file and x_env.
+			out[name+"_file"] = []int{i, 1}
+			out[name+"_env"] = []int{i, 2}
+		}
 	}
 	return out
 }
@@ -146,6 +152,9 @@ func (d *decoder) decodeValue(path string, raw any, v reflect.Value) {
 		}
 		d.decodeValue(path, raw, v.Elem())
 		return
+	}
+	if v.Type() == secretRefType {
+		v = v.Field(0) // the x key itself; x_file and x_env are fields of their own
 	}
 	if v.Type() == durationType {
 		s, ok := raw.(string)

@@ -28,8 +28,10 @@ func TestExposureKeys(t *testing.T) {
 		{"a remote broker may listen key unused", "mqtt: {url: 'tcp://b:1883', listen: '0.0.0.0:1883'}", nil},
 		{"explicit anonymous", "mqtt: {url: embedded, listen: '0.0.0.0:1883', broker: {allow_anonymous: true}}", nil},
 		{"users", "mqtt: {url: embedded, listen: '0.0.0.0:1883', broker: {users: [{name: pve1, password_file: " + pwFile + ", role: agent}, {name: ha, password: x, role: homeassistant}]}}", nil},
-		{"bad users", "mqtt: {url: embedded, listen: '0.0.0.0:1883', broker: {users: [{name: '', password: x, role: agent}, {name: 'Bad Agent', password: x, role: agent}, {name: r, role: reader}, {name: r, password: y, role: admin}, {name: f, password: x, password_file: " + pwFile + ", role: reader}]}}",
-			[]string{"mqtt.broker.users[0].name: is required", "mqtt.broker.users[1].name: an agent's user name is its agent.id", "mqtt.broker.users[2].password: is required", "mqtt.broker.users[3].name: \"r\" is already", "mqtt.broker.users[3].role: must be one of bridge, agent, homeassistant, reader", "mqtt.broker.users[4].password: set either password or password_file"}},
+		{"bad users", "mqtt: {url: embedded, listen: '0.0.0.0:1883', broker: {users: [{name: '', password: x, role: agent}, {name: 'Bad Agent', password: x, role: agent}, {name: r, role: reader}, {name: r, password: y, role: admin}]}}",
+			[]string{"mqtt.broker.users[0].name: is required", "mqtt.broker.users[1].name: an agent's user name is its agent.id", "mqtt.broker.users[2].password: is required", "mqtt.broker.users[3].name: \"r\" is already", "mqtt.broker.users[3].role: must be one of bridge, agent, homeassistant, reader"}},
+		{"user password twice", "mqtt: {url: embedded, listen: '0.0.0.0:1883', broker: {users: [{name: f, password: x, password_file: " + pwFile + ", role: reader}]}}",
+			[]string{"mqtt.broker.users[0].password: set only one of password, password_file and password_env"}},
 		{"allow_set", "mqtt: {commands: {allow_set: [ups.delay.start, input.transfer.low]}}", nil},
 		{"allow_dangerous needs allow_set for variables", "mqtt: {commands: {allow_set: [ups.delay.shutdown], allow_dangerous: [ups.delay.shutdown, battery.charge.low, load.off]}}",
 			[]string{"mqtt.commands.allow_dangerous[1]: \"battery.charge.low\" is a variable: list it in mqtt.commands.allow_set too"}},
@@ -38,7 +40,7 @@ func TestExposureKeys(t *testing.T) {
 		{"bad names", "mqtt: {commands: {allow_set: ['ups delay'], allow_dangerous: ['load.off*']}}",
 			[]string{"mqtt.commands.allow_set[0]: must be a NUT variable name", "mqtt.commands.allow_dangerous[0]: must be a NUT command"}},
 		{"http token file", "http: {listen: '0.0.0.0:9105', token_file: " + pwFile + "}", nil},
-		{"http token twice", "http: {token: a, token_file: " + pwFile + "}", []string{"http.token: set either token or token_file"}},
+		{"http token twice", "http: {token: a, token_file: " + pwFile + "}", []string{"http.token: set only one of token, token_file and token_env"}},
 		{"http token file missing", "http: {token_file: " + filepath.Join(dir, "nope") + "}", []string{"http.token_file: read secret file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+
+	"github.com/upsbridge/upsbridge/bridge"
 )
 
 // Typed is one entry of a list whose entries have a `type` (sources,
@@ -18,6 +20,51 @@ type Typed struct {
 // to the entry ("poll_interval"); the caller adds the entry's path.
 type Validator interface {
 	Validate() []FieldError
+}
+
+// SourceSpec is what every source type's spec is: it has an id and builds
+// the source.
+type SourceSpec interface {
+	SourceID() string
+	bridge.SourceSpec
+}
+
+// NotifierSpec is what every notifier type's spec is: it has a name and
+// builds the notifier.
+type NotifierSpec interface {
+	NotifierName() string
+	bridge.SinkSpec
+}
+
+// kinds are the typed lists: the key that names an entry (unique in its
+// list) and the check that a registered spec is of the kind.
+var kinds = map[string]struct {
+	key string
+	is  func(any) bool
+}{
+	"sources": {"id", func(s any) bool { _, ok := s.(SourceSpec); return ok }},
+	"notify":  {"name", func(s any) bool { _, ok := s.(NotifierSpec); return ok }},
+}
+
+// Source returns the entry's spec as a source, for an entry of sources.
+func (t Typed) Source() (SourceSpec, bool) { s, ok := t.Spec.(SourceSpec); return s, ok }
+
+// Notifier returns the entry's spec as a notifier, for an entry of notify.
+func (t Typed) Notifier() (NotifierSpec, bool) { s, ok := t.Spec.(NotifierSpec); return s, ok }
+
+// entryName returns the id of a source or the name of a notifier.
+func entryName(kind string, spec any) (string, bool) {
+	switch s := spec.(type) {
+	case SourceSpec:
+		if kind == "sources" {
+			return s.SourceID(), true
+		}
+	case NotifierSpec:
+		if kind == "notify" {
+			return s.NotifierName(), true
+		}
+	}
+	return "", false
 }
 
 var (
@@ -49,9 +96,17 @@ func lookupSection(key string) func() any {
 
 // Register makes a type known for a typed list. kind is the list's key
 // ("sources", "notify"); newSpec returns a pointer to a fresh config struct
-// with its defaults set. Registering the same kind and type twice panics: it
-// is a programming error.
+// with its defaults set: a SourceSpec for sources, a NotifierSpec for
+// notifiers, so every entry Load accepts can be built. An unknown kind, a spec of the wrong kind, or the same kind
+// and type registered twice panic: they are programming errors.
 func Register(kind, typ string, newSpec func() any) {
+	k, ok := kinds[kind]
+	if !ok {
+		panic(fmt.Sprintf("config: unknown kind %q of typed list", kind))
+	}
+	if !k.is(newSpec()) {
+		panic(fmt.Sprintf("config: %s type %q: spec %T lacks the %s of its kind", kind, typ, newSpec(), k.key))
+	}
 	regMu.Lock()
 	defer regMu.Unlock()
 	if registry[kind] == nil {

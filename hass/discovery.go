@@ -167,13 +167,14 @@ func (o Options) origin() map[string]any {
 // Messages returns the discovery messages of a device: one per entity, or
 // one device-based config in device mode.
 func Messages(o Options, d *Device) []Message {
+	objectIDs := d.objectIDs()
 	full := func(e Entity) map[string]any {
 		c := make(map[string]any, len(e.Config)+4)
 		for k, v := range e.Config {
 			c[k] = v
 		}
 		c["unique_id"] = d.UniqueID(e)
-		c["default_entity_id"] = e.Component + "." + d.Slug + "_" + e.Key
+		c["default_entity_id"] = e.Component + "." + objectIDs[e.Component+"."+e.Key]
 		return c
 	}
 	if o.DeviceMode {
@@ -594,6 +595,31 @@ func addControls(o Options, st *bridge.State, add func(component, key string, c 
 
 // fixName keeps an entity name from starting with the device name (HA
 // would strip it and warn).
+// objectIDs returns the suggested object id of each entity (by
+// "component.key"): the device's slug, then the key, without saying one
+// word twice where they meet: a UPS "nas_ups" gets sensor.nas_ups_load for
+// ups.load, not sensor.nas_ups_ups_load. A shortened id that another entity
+// of the device already has keeps the full form. The unique_id is not
+// affected, so entities HA already knows keep their identity.
+func (d *Device) objectIDs() map[string]string {
+	full := map[string]bool{}
+	for _, e := range d.Entities {
+		full[e.Component+"."+d.Slug+"_"+e.Key] = true
+	}
+	last := d.Slug[strings.LastIndexByte(d.Slug, '_')+1:]
+	out := make(map[string]string, len(d.Entities))
+	for _, e := range d.Entities {
+		id := d.Slug + "_" + e.Key
+		if first, rest, ok := strings.Cut(e.Key, "_"); ok && last != "" && first == last && rest != "" {
+			if short := d.Slug + "_" + rest; !full[e.Component+"."+short] {
+				id = short
+			}
+		}
+		out[e.Component+"."+e.Key] = id
+	}
+	return out
+}
+
 func fixName(name, device string) string {
 	if strings.HasPrefix(strings.ToLower(name), strings.ToLower(device)+" ") {
 		// Device ids have no ':', so this cannot start with the name.

@@ -2,8 +2,7 @@ package hass
 
 // This file holds Home Assistant's own lists as data: the MQTT platforms,
 // device classes, units per device class and state classes. They come from
-// home-assistant/core as read for /work/shared/reference/hass.md (mqtt/
-// discovery.py and schemas.py, sensor/const.py DEVICE_CLASS_UNITS and
+// home-assistant/core (mqtt/discovery.py and schemas.py, sensor/const.py DEVICE_CLASS_UNITS and
 // DEVICE_CLASS_STATE_CLASSES, binary_sensor/__init__.py, button/__init__.py)
 // at HAVersion. The generator uses them to pick units; the conformance
 // checker (hass/hacheck) validates against them. Update them together.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,15 +19,10 @@ import (
 	"github.com/upsbridge/upsbridge/hass"
 	"github.com/upsbridge/upsbridge/hass/hacheck"
 	"github.com/upsbridge/upsbridge/mqttwire"
+	"github.com/upsbridge/upsbridge/test/datadir"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-// sharedTestdata is ../shared/testdata beside the repository.
-func sharedTestdata(t testing.TB) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "shared", "testdata")
-}
 
 // dumps are the real devices the golden files come from.
 var dumps = []struct{ name, file string }{
@@ -186,7 +180,7 @@ func allMessages(t *testing.T, o hass.Options) (map[string][]hass.Message, []*br
 	out := map[string][]hass.Message{}
 	var states []*bridge.State
 	for _, d := range dumps {
-		vars, info := parseDev(t, filepath.Join(sharedTestdata(t), "nut-ddl", d.file))
+		vars, info := parseDev(t, datadir.DDL(d.file))
 		st := stateFor(d.name, vars, info)
 		states = append(states, st)
 		out[d.name] = hass.Messages(o, hass.UPSDevice(o, st))
@@ -258,7 +252,7 @@ func openPolicy(states []*bridge.State) bridge.CommandPolicy {
 // TestStable: configs depend on identity and the variable set, not values.
 func TestStable(t *testing.T) {
 	o := testOptions(false)
-	vars, info := parseDev(t, filepath.Join(sharedTestdata(t), "nut-ddl", dumps[2].file))
+	vars, info := parseDev(t, datadir.DDL(dumps[2].file))
 	a := hass.Messages(o, hass.UPSDevice(o, stateFor("x", vars, info)))
 	v2 := vars.Clone()
 	for k := range v2 {
@@ -486,5 +480,48 @@ func TestStatusAndPowerState(t *testing.T) {
 		if got := hass.PowerState(tc.flags); got != tc.state {
 			t.Errorf("PowerState(%v) = %q, want %q", tc.flags, got, tc.state)
 		}
+	}
+}
+
+// TestEntityIDsWithoutStutter: a UPS whose id ends in the word a key starts
+// with gets entity ids that say it once (sensor.nas_ups_load), unless the
+// short form is another entity's; unique_ids keep the full key.
+func TestEntityIDsWithoutStutter(t *testing.T) {
+	o := testOptions(false)
+	// ups.realpower makes the "power" sensor, which ups.power's short form
+	// would collide with.
+	vars := bridge.Vars{"ups.status": "OL", "ups.load": "20", "ups.power": "300", "ups.realpower": "250", "battery.charge": "90"}
+	ids := map[string]string{} // default_entity_id -> unique_id
+	for _, m := range hass.Messages(o, hass.UPSDevice(o, stateFor("nas-ups", vars, nil))) {
+		var c struct {
+			Default string `json:"default_entity_id"`
+			Unique  string `json:"unique_id"`
+		}
+		if err := json.Unmarshal(m.Payload, &c); err != nil {
+			t.Fatal(err)
+		}
+		if prev, dup := ids[c.Default]; dup {
+			t.Errorf("%s suggested for %s and %s", c.Default, prev, c.Unique)
+		}
+		ids[c.Default] = c.Unique
+	}
+	for id, unique := range map[string]string{
+		"sensor.nas_ups_load":           "upsbridge_home_srv_ups_nas_ups_ups_load",
+		"sensor.nas_ups_battery_charge": "upsbridge_home_srv_ups_nas_ups_battery_charge",
+		"sensor.nas_ups_status":         "upsbridge_home_srv_ups_nas_ups_status",
+	} {
+		if got, ok := ids[id]; !ok || got != unique {
+			t.Errorf("%s: unique_id %q (present %v), want %q", id, got, ok, unique)
+		}
+	}
+	for id := range ids {
+		if strings.Contains(id, "_ups_ups_") && id != "sensor.nas_ups_ups_power" {
+			t.Errorf("stutter in %s", id)
+		}
+	}
+	// The "power" sensor and ups.power would both be sensor.nas_ups_power:
+	// ups.power keeps its full form.
+	if ids["sensor.nas_ups_power"] != "upsbridge_home_srv_ups_nas_ups_power" || ids["sensor.nas_ups_ups_power"] != "upsbridge_home_srv_ups_nas_ups_ups_power" {
+		t.Errorf("power sensors: %q and %q", ids["sensor.nas_ups_power"], ids["sensor.nas_ups_ups_power"])
 	}
 }

@@ -3,7 +3,8 @@
 #  1. the Dockerfile's build stage, run outside a container: the same script
 #     (deploy/docker/build.sh) with cgo and libusb;
 #  2. cross-compilation of the pure-Go build (-tags nousb, CGO_ENABLED=0)
-#     for linux/amd64, linux/arm64 and linux/arm/v7;
+#     for linux/amd64, linux/arm64 and linux/arm/v7; that build's
+#     check-config rejects a usbhid source;
 #  3. hadolint on the Dockerfile, if Debian packages it (bookworm does not:
 #     then the Dockerfile rules in test/deploy_docker_test.go stand in);
 #  4. systemd-analyze verify on the units, where systemd-analyze exists.
@@ -29,6 +30,14 @@ for target in linux/amd64 linux/arm64 linux/arm/v7; do
 	printf '   %-14s %s bytes\n' "$target" "$(stat -c %s "$bin")"
 done
 "$out/upsbridge-linux-amd64" version
+# A build without USB support rejects a usbhid source at check-config, not
+# only when run starts.
+printf 'sources:\n  - {id: rack-ups, type: usbhid}\n' >"$out/usbhid.yaml"
+if msg=$("$out/upsbridge-linux-amd64" check-config -c "$out/usbhid.yaml" 2>&1); then
+	echo "the nousb build accepted a usbhid source at check-config" >&2; exit 1
+fi
+grep -q 'sources\[0\].type: .*without USB support' <<<"$msg" || { echo "unexpected check-config output: $msg" >&2; exit 1; }
+echo "   check-config of a usbhid source on the nousb build: rejected as expected"
 
 echo "== hadolint"
 if command -v hadolint >/dev/null; then

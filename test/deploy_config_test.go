@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sources/nut"
 	"github.com/upsbridge/upsbridge/test/harness"
 )
 
@@ -121,5 +124,54 @@ func TestDeployImportUpsmonPassesCheckConfig(t *testing.T) {
 			}
 			checkConfigFile(t, bin, dir, tt.upsmon+".yaml", out)
 		})
+	}
+}
+
+// TestDeploySynologyBuilds: the shipped Synology config (password_file on
+// its nut source, key_file on its notifier) loads and every source and
+// notifier builds from it, as `run` does after `check-config` accepted it.
+// A secret resolved during a first validation used to make the second one
+// fail with "set either password or password_file, not both".
+func TestDeploySynologyBuilds(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"mqtt-password", "nut-password", "wecom-key"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("not-a-real-secret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "deploy", "config", "synology.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body = bytes.ReplaceAll(body, []byte("/etc/upsbridge/"), []byte(dir+"/"))
+	p := filepath.Join(t.TempDir(), "synology.yaml")
+	if err := os.WriteFile(p, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p, nil)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	env := bridge.Env{StateDir: t.TempDir()}
+	for i, s := range cfg.Sources {
+		src, err := s.Spec.(bridge.SourceSpec).NewSource(env)
+		if err != nil {
+			t.Errorf("sources[%d]: %v", i, err)
+			continue
+		}
+		_ = src
+	}
+	for i, n := range cfg.Notify {
+		sink, err := n.Spec.(bridge.SinkSpec).NewSink(env)
+		if err != nil {
+			t.Errorf("notify[%d]: %v", i, err)
+			continue
+		}
+		if c, ok := sink.(interface{ Close() error }); ok {
+			_ = c.Close()
+		}
+	}
+	if got := cfg.Sources[0].Spec.(*nut.Config).Password.Reveal(); got != "not-a-real-secret" {
+		t.Errorf("nut password resolved to %q, want the file's content", got)
 	}
 }

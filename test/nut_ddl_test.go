@@ -2,7 +2,6 @@ package test
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -11,35 +10,24 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/sources/nut"
+	"github.com/upsbridge/upsbridge/test/datadir"
 	"github.com/upsbridge/upsbridge/test/harness"
 )
 
-// ddlFiles lists every .dev file of the nut-ddl corpus.
-func ddlFiles(t *testing.T) []string {
-	t.Helper()
-	dir := filepath.Join(harness.SharedTestdata(t), "nut-ddl")
-	var files []string
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".dev") {
-			files = append(files, p)
-		}
-		return err
-	})
-	if err != nil || len(files) == 0 {
-		t.Fatalf("nut-ddl corpus in %s: %v (%d files)", dir, err, len(files))
-	}
-	sort.Strings(files)
-	return files
+// The curated device dumps of the repository served by dummy-ups through
+// the real upsd: the vars the source publishes for each dump equal what upsc
+// reports, and nothing panics on the oddities they were chosen for (no or
+// empty ups.status, a 314-digit load, an mm:ss runtime, non-ASCII, an
+// unbalanced quote, values of '#', 581 variables of a PDU).
+func TestNUTDDLCurated(t *testing.T) {
+	checkDDLChunk(t, datadir.Curated(), 0, datadir.CuratedDDL(t))
 }
 
-// The whole nut-ddl corpus served by dummy-ups through the real upsd: the
-// vars the source publishes for each dump equal what upsc reports, and
-// nothing panics on the oddities (no or empty ups.status, 314-digit
-// numbers, mm:ss runtimes, non-ASCII, unbalanced quotes, values of '#').
+// The whole nut-ddl corpus (when present; see package datadir), likewise.
 // The files are spread over several upsd instances run in parallel, each
 // read by one source with ups: "*".
 func TestNUTDDLCorpus(t *testing.T) {
-	files := ddlFiles(t)
+	files := datadir.CorpusDDL(t)
 	if testing.Short() {
 		files = files[:60]
 	}
@@ -48,12 +36,12 @@ func TestNUTDDLCorpus(t *testing.T) {
 		chunk := files[start:min(start+perUPSD, len(files))]
 		t.Run(fmt.Sprintf("files%03d-%03d", start, start+len(chunk)-1), func(t *testing.T) {
 			t.Parallel()
-			checkDDLChunk(t, start, chunk)
+			checkDDLChunk(t, datadir.CorpusDir(), start, chunk)
 		})
 	}
 }
 
-func checkDDLChunk(t *testing.T, offset int, files []string) {
+func checkDDLChunk(t *testing.T, root string, offset int, files []string) {
 	devs := make([]harness.NUTDevice, len(files))
 	byName := map[string]string{}
 	for i, f := range files {
@@ -84,7 +72,7 @@ func checkDDLChunk(t *testing.T, offset int, files []string) {
 			}
 		}
 	}
-	rel := func(p string) string { r, _ := filepath.Rel(harness.SharedTestdata(t), p); return r }
+	rel := func(p string) string { r, _ := filepath.Rel(root, p); return r }
 	for _, d := range devs {
 		want, err := u.Upsc(d.Name)
 		if err != nil {

@@ -254,7 +254,7 @@ func TestNUTSourceCommandsAndFSD(t *testing.T) {
 	src, ups := runSource(t, func(c *nut.Config) {
 		c.Address = u.Addr()
 		c.Username = harness.NUTAdminUser
-		c.Password = harness.NUTAdminPassword
+		c.Password = config.SecretValue(harness.NUTAdminPassword)
 		c.Primary = true
 	})
 	_, i := ups.waitFor(0, "first reading", 10*time.Second, status("nut1", "OL"))
@@ -308,7 +308,7 @@ func TestNUTSourceLogin(t *testing.T) {
 	_, ups := runSource(t, func(c *nut.Config) {
 		c.Address = u.Addr()
 		c.Username = harness.NUTMonUser
-		c.Password = harness.NUTMonPassword
+		c.Password = config.SecretValue(harness.NUTMonPassword)
 		c.Login = true
 	})
 	ups.waitFor(0, "first reading", 10*time.Second, status("nut1", "OL"))

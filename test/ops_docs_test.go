@@ -73,6 +73,13 @@ func walkKeys(prefix string, v reflect.Value, out *[]docKey) {
 			fv = fv.Elem()
 			ft = fv.Type()
 		}
+		if ft == reflect.TypeOf(config.SecretRef{}) {
+			// One SecretRef is three keys: x, x_file and x_env.
+			for _, suffix := range []string{"", "_file", "_env"} {
+				*out = append(*out, docKey{key: key + suffix, def: reflect.ValueOf(""), text: ""})
+			}
+			continue
+		}
 		if ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct {
 			if fv.IsNil() {
 				continue

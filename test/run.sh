@@ -4,7 +4,12 @@
 # The tests use real peers: mosquitto, NUT's upsd with dummy-ups, and libusb
 # for the USB HID source. Run as root on Debian, this installs what is
 # missing; otherwise it says what to install. Extra arguments go to go test
-# (e.g. -run TestSimOutage ./test/).
+# (e.g. -run TestSimOutageEndToEnd ./test/).
+#
+# The test data the suite needs is in testdata/. Tests over the full NUT
+# device dump library run when UPSBRIDGE_CORPUS names a directory holding
+# nut-ddl/ (or ../shared/testdata exists beside the repository), and skip
+# otherwise (fail under CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/upsbridge/upsbridge/test/datadir"
 )
 
 func TestHIDDecode(t *testing.T) {
-	corpus := filepath.Join("..", "..", "..", "shared", "testdata", "hid")
+	corpus := datadir.HID()
 	feats, err := os.ReadFile(filepath.Join(corpus, "apc-back-ups-bk650m2-ch.features.hex"))
 	if err != nil {
 		t.Fatal(err)

@@ -87,6 +87,10 @@ func cmdCheckConfig(_ context.Context, args []string, io stdio) int {
 	if cfg == nil {
 		return code
 	}
+	if errs := cfg.Runnable(); len(errs) > 0 {
+		fmt.Fprintf(io.Stderr, "upsbridge: invalid configuration for run: %s\n", config.Errors(errs).Error())
+		return exitConfig
+	}
 	fmt.Fprintf(io.Stdout, "%s: valid (%d source(s), %d notifier(s), agent: %v)\n", *path, len(cfg.Sources), len(cfg.Notify), cfg.Agent != nil)
 	return exitOK
 }
@@ -202,7 +206,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, extraSinks [
 		mqttURL = br.URL()
 		if name, pw := br.Credentials(); name != "" && cfg.MQTT.Username == "" {
 			// This process's own clients log in with the run's account.
-			cfg.MQTT.Username, cfg.MQTT.Password = name, pw
+			cfg.MQTT.Username, cfg.MQTT.Password = name, config.SecretValue(pw.Reveal())
 		}
 		r.Go(br.Run)
 	}
@@ -327,7 +331,7 @@ func trimAfterStartup(ctx context.Context, delay time.Duration) {
 func startBroker(cfg *config.Config, log *slog.Logger) (*broker.Broker, error) {
 	users := make([]broker.User, 0, len(cfg.MQTT.Broker.Users))
 	for _, u := range cfg.MQTT.Broker.Users {
-		users = append(users, broker.User{Name: u.Name, Password: u.Password, Role: broker.Role(u.Role)})
+		users = append(users, broker.User{Name: u.Name, Password: u.Password.Secret(), Role: broker.Role(u.Role)})
 	}
 	br, err := broker.Start(broker.Options{
 		Addr:            cfg.MQTT.Listen,

@@ -25,7 +25,7 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	}
 	useTint := format == "text" || (format == "auto" && isTerminal(w))
 	if useTint {
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}))
+		return slog.New(tint.NewTextHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}))
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv}))
 }

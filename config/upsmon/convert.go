@@ -84,7 +84,6 @@ type converter struct {
 	stages       []stage
 	poweroffWhen int // seconds on battery for the final stage; 0: only when critical
 	poweroffNote string
-	notifierNote string
 }
 
 // Convert turns a parsed upsmon.conf (and optionally upssched.conf) into an

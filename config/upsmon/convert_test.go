@@ -9,7 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	_ "github.com/upsbridge/upsbridge/agent" // the `agent` section the output has
+	"github.com/upsbridge/upsbridge/agent"
 	"github.com/upsbridge/upsbridge/config"
 	"github.com/upsbridge/upsbridge/config/upsmon"
 	_ "github.com/upsbridge/upsbridge/sinks/notify" // the `exec` notifier type the output uses
@@ -271,8 +271,17 @@ func checkConfig(t *testing.T, y []byte) {
 	if err := os.WriteFile(p, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := config.Load(p, nil); err != nil {
+	cfg, err := config.Load(p, nil)
+	if err != nil {
 		t.Errorf("generated config does not load: %v\n%s", err, y)
+		return
+	}
+	// An imported policy starts in dry run, and says how to go live.
+	if a := agent.FromConfig(cfg); a == nil || !a.DryRun {
+		t.Errorf("generated agent is not in dry run:\n%s", y)
+	}
+	if !strings.Contains(string(y), "set dry_run: false") {
+		t.Errorf("generated config does not say how to go live:\n%s", y)
 	}
 }
 

@@ -149,6 +149,10 @@ func (c *converter) render() []byte {
 
 	comment(&b, "", "This host's shutdown agent: upsmon's power values and timers, as a staged policy.")
 	b.WriteString("agent:\n")
+	comment(&b, "  ", "Starts in dry run: the agent logs each stage and the power-off it would run, and runs\n"+
+		"nothing. Check the log through a test outage (upsbridge drill -c FILE prints the timeline),\n"+
+		"then set dry_run: false (or delete the line) to go live, and stop upsmon.")
+	b.WriteString("  dry_run: true\n")
 	b.WriteString("  supplies:\n")
 	for _, m := range c.monitors {
 		fmt.Fprintf(&b, "    - ups: %s\n      power_value: %d\n", q(m.id), m.power)

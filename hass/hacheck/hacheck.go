@@ -1,7 +1,6 @@
 // Package hacheck validates Home Assistant MQTT discovery messages against
-// HA's rules: the 48-rule checklist of /work/shared/reference/hass.md §2.4
-// (the rules that can be checked on configs; state samples are checked
-// with CheckState). It is used by the test suites of hass, sinks/mqtt and
+// HA's rules: the 48 discovery rules that can be checked on configs (state
+// samples are checked with CheckState). It is used by the test suites of hass, sinks/mqtt and
 // test/, and can check what any tool published.
 package hacheck
 

@@ -21,6 +21,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/test/datadir"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -349,11 +350,18 @@ func find(mfs map[string]*dto.MetricFamily, family string, want map[string]strin
 	return 0, false
 }
 
-// TestMetricsRealDumps exports the variables of every device dump in the
-// NUT DDL corpus at once: the scrape parses, and each numeric variable
-// comes back with its name and value.
+// TestMetricsRealDumps exports the variables of real device dumps at once
+// (the curated set of the repository, and the full NUT DDL corpus when
+// present): the scrape parses, and each numeric variable comes back with
+// its name and value.
 func TestMetricsRealDumps(t *testing.T) {
-	files := ddlFiles(t)
+	t.Run("curated", func(t *testing.T) { checkMetricsDumps(t, datadir.CuratedDDL(t), 900) })
+	t.Run("corpus", func(t *testing.T) { checkMetricsDumps(t, datadir.CorpusDDL(t), 5000) })
+}
+
+// checkMetricsDumps exports every dump of files as one UPS each; at least
+// minVars numeric variables must come back.
+func checkMetricsDumps(t *testing.T, files []string, minVars int) {
 	s, err := New(Options{Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -384,7 +392,7 @@ func TestMetricsRealDumps(t *testing.T) {
 		l := labelsOf(m)
 		got[[2]string{l["ups"], l["var"]}] = sampleValue(m)
 	}
-	if len(got) != len(want) || len(want) < 5000 {
+	if len(got) != len(want) || len(want) < minVars {
 		t.Errorf("%d variables exported, want %d (from %d dumps)", len(got), len(want), len(files))
 	}
 	for k, v := range want {
@@ -395,26 +403,6 @@ func TestMetricsRealDumps(t *testing.T) {
 	if n := len(mfs["upsbridge_ups_status_flag"].GetMetric()); n != 16*len(files) {
 		t.Errorf("%d status flags, want 16 per UPS", n)
 	}
-}
-
-// sharedTestdata is ../shared/testdata beside the repository.
-func sharedTestdata() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "testdata")
-}
-
-// ddlFiles lists the NUT DDL device dumps; it skips the test without them
-// (fails under CI=true).
-func ddlFiles(t testing.TB) []string {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(sharedTestdata(), "nut-ddl", "*", "*.dev"))
-	if len(files) == 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no NUT DDL dumps under %s", sharedTestdata())
-		}
-		t.Skipf("no NUT DDL dumps under %s", sharedTestdata())
-	}
-	return files
 }
 
 // parseDev reads the "name: value" lines of a .dev dump; "#" lines are
@@ -444,12 +432,14 @@ func parseDev(t testing.TB, path string) bridge.Vars {
 // ddlSeeds returns variable names and values of a few real dumps, to seed
 // the fuzz test.
 func ddlSeeds(t testing.TB) []string {
-	files, _ := filepath.Glob(filepath.Join(sharedTestdata(), "nut-ddl", "*", "*.dev"))
-	var out []string
-	for i, path := range files {
-		if i%50 != 0 {
-			continue
+	files := datadir.CuratedDDL(t)
+	for i, path := range datadir.CorpusDDLIfPresent() {
+		if i%50 == 0 {
+			files = append(files, path)
 		}
+	}
+	var out []string
+	for _, path := range files {
 		for k, v := range parseDev(t, path) {
 			out = append(out, k, v)
 		}

@@ -51,7 +51,7 @@ func ConnOptionsFromConfig(m config.MQTT, clientID string, log *slog.Logger) Con
 	if m.ClientID != "" {
 		clientID = m.ClientID
 	}
-	return ConnOptions{URL: m.URL, ClientID: clientID, Username: m.Username, Password: m.Password, TLS: m.TLS, Logger: log}
+	return ConnOptions{URL: m.URL, ClientID: clientID, Username: m.Username, Password: m.Password.Secret(), TLS: m.TLS, Logger: log}
 }
 
 // TLSConfig builds the TLS configuration from files.

@@ -23,10 +23,10 @@ type Config struct {
 	// every UPS the server lists, each published as <id>_<name>.
 	UPS string `koanf:"ups"`
 	// Username and Password are an upsd.users account; needed for login,
-	// primary, instant commands and setting variables.
-	Username     string        `koanf:"username"`
-	Password     config.Secret `koanf:"password"`
-	PasswordFile string        `koanf:"password_file"`
+	// primary, instant commands and setting variables. The password is
+	// given as password, password_file or password_env.
+	Username string           `koanf:"username"`
+	Password config.SecretRef `koanf:"password"`
 	// PollInterval is the time between polls (one LIST VAR per UPS).
 	PollInterval time.Duration `koanf:"poll_interval"`
 	// PollIntervalOnBattery replaces PollInterval while the UPS is on
@@ -92,11 +92,11 @@ func (c *Config) Validate() []config.FieldError {
 			errs = append(errs, config.Errorf("ca_file", "%v", err))
 		}
 	}
-	errs = append(errs, config.ResolveSecret(&c.Password, c.PasswordFile, "password")...)
-	if c.Password != "" && c.Username == "" {
+	errs = append(errs, c.Password.Check("password")...)
+	if c.Password.IsSet() && c.Username == "" {
 		errs = append(errs, config.Errorf("username", "is required when a password is set"))
 	}
-	if (c.Login || c.Primary) && (c.Username == "" || c.Password == "") {
+	if (c.Login || c.Primary) && (c.Username == "" || !c.Password.IsSet()) {
 		key := "login"
 		if c.Primary {
 			key = "primary"
@@ -108,7 +108,13 @@ func (c *Config) Validate() []config.FieldError {
 
 // NewSource implements bridge.SourceSpec.
 func (c *Config) NewSource(env bridge.Env) (bridge.Source, error) {
-	if errs := c.Validate(); len(errs) > 0 {
+	// Validation is pure, so this agrees with config.Load; resolving is a
+	// no-op after Load and reads the secret for specs built in code.
+	errs := c.Validate()
+	if len(errs) == 0 {
+		errs = c.Password.Resolve("password", nil)
+	}
+	if len(errs) > 0 {
 		return nil, fmt.Errorf("nut source %q: %w", c.ID, config.Errors(errs))
 	}
 	log := env.Logger

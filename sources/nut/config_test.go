@@ -32,9 +32,9 @@ func TestValidate(t *testing.T) {
 		{"ca file", func(c *Config) { c.CAFile = "/nonexistent.pem" }, "ca_file:"},
 		{"login needs account", func(c *Config) { c.Login = true }, "login: needs username and password"},
 		{"primary needs account", func(c *Config) { c.Primary = true; c.Username = "u" }, "primary: needs username and password"},
-		{"password file", func(c *Config) { c.Username = "u"; c.PasswordFile = pwFile; c.Primary = true }, ""},
-		{"both passwords", func(c *Config) { c.Username = "u"; c.Password = "x"; c.PasswordFile = pwFile }, "set either password or password_file"},
-		{"password without user", func(c *Config) { c.Password = "x" }, "username: is required"},
+		{"password file", func(c *Config) { c.Username = "u"; c.Password.File = pwFile; c.Primary = true }, ""},
+		{"both passwords", func(c *Config) { c.Username = "u"; c.Password.Value = "x"; c.Password.File = pwFile }, "set only one of password, password_file and password_env"},
+		{"password without user", func(c *Config) { c.Password.Value = "x" }, "username: is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

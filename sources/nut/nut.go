@@ -609,7 +609,7 @@ func (s *Source) discover(ctx context.Context, out chan<- bridge.Update) error {
 // commandConn opens a short-lived authenticated connection for a command,
 // so commands never wait behind, or delay, polling.
 func (s *Source) commandConn(ctx context.Context, op string) (*client.Conn, error) {
-	if s.cfg.Username == "" || s.cfg.Password == "" {
+	if s.cfg.Username == "" || s.cfg.Password.Reveal() == "" {
 		return nil, fmt.Errorf("nut source %q: %s needs username and password in the source's config (an upsd.users account with the right actions/instcmds)", s.cfg.ID, op)
 	}
 	c, err := s.dial(ctx)

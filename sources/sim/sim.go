@@ -74,41 +74,60 @@ type Source struct {
 // ID implements bridge.Source.
 func (s *Source) ID() string { return s.cfg.ID }
 
-// Run implements bridge.Source: it plays the scenario until ctx ends.
+// Run implements bridge.Source: it plays the scenario until ctx ends. A
+// poll that jumps over phase boundaries (time_scale large against
+// poll_interval) first sends a reading at each boundary crossed, in order,
+// so every phase of the scenario is observed at any speed.
 func (s *Source) Run(ctx context.Context, out chan<- bridge.Update) error {
 	sc := scenarios[s.cfg.Scenario]
 	start := time.Now()
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
+	last := time.Duration(-1) // simulated time of the previous reading
 	for {
 		elapsed := time.Duration(float64(time.Since(start)) * s.cfg.TimeScale)
+		restart := false
 		if sc.length > 0 && elapsed >= sc.length {
-			if !s.cfg.Loop {
-				elapsed = sc.length
-			} else {
-				start = time.Now()
-				elapsed = 0
+			elapsed = sc.length
+			restart = s.cfg.Loop
+		}
+		for _, b := range sc.boundaries(last, elapsed) {
+			if !s.send(ctx, out, sc.at(b)) {
+				return nil
 			}
 		}
-		u := bridge.Update{Source: s.cfg.ID, UPS: s.cfg.ID, Time: time.Now()}
-		if p := sc.at(elapsed); p.commLost {
-			u.Kind = bridge.CommLost
-			u.Err = errors.New("simulated communication loss")
-		} else {
-			u.Kind = bridge.Reading
-			u.Vars = p.vars()
-			u.Info = info
+		if restart {
+			start, elapsed = time.Now(), 0
 		}
-		select {
-		case out <- u:
-		case <-ctx.Done():
+		if !s.send(ctx, out, sc.at(elapsed)) {
 			return nil
 		}
+		last = elapsed
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// send sends one reading (or loss of communication) of p; false when ctx
+// ended first.
+func (s *Source) send(ctx context.Context, out chan<- bridge.Update, p point) bool {
+	u := bridge.Update{Source: s.cfg.ID, UPS: s.cfg.ID, Time: time.Now()}
+	if p.commLost {
+		u.Kind = bridge.CommLost
+		u.Err = errors.New("simulated communication loss")
+	} else {
+		u.Kind = bridge.Reading
+		u.Vars = p.vars()
+		u.Info = info
+	}
+	select {
+	case out <- u:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -194,10 +213,61 @@ func (p point) vars() bridge.Vars {
 	return v
 }
 
+// The outage scenario's phases: mains fails, the battery goes low (the
+// first whole simulated second with charge under lowCharge, draining at
+// 4 %/min from 100 %), mains returns, the battery is full again (charging
+// at 10 %/min).
+const (
+	outageFail   = time.Minute
+	outageLow    = outageFail + time.Duration((100-lowCharge)/4*float64(time.Minute)) + time.Second
+	outageReturn = 22 * time.Minute
+	outageFull   = outageReturn + 8*time.Minute + 24*time.Second // 16 % + 84 % at 10 %/min
+)
+
 // scenario maps simulated time to a point; length 0 means endless.
 type scenario struct {
 	length time.Duration
 	at     func(t time.Duration) point
+	// phases are the simulated times at which a phase starts (the status
+	// or the link changes), in order, for scenarios of a given length.
+	phases []time.Duration
+	// period repeats phases every period, for endless scenarios.
+	period time.Duration
+}
+
+// maxBoundaries bounds the readings one poll sends for boundaries crossed:
+// an endless scenario at a huge time_scale crosses any number of them.
+const maxBoundaries = 16
+
+// boundaries returns the phase starts in (from, to), in order, at most
+// maxBoundaries of them (the latest ones, which lead up to to).
+func (sc scenario) boundaries(from, to time.Duration) []time.Duration {
+	var out []time.Duration
+	add := func(b time.Duration) {
+		if b > from && b < to {
+			out = append(out, b)
+		}
+	}
+	if sc.period > 0 {
+		first := max(from, 0) / sc.period
+		// Periods crossed beyond maxBoundaries are skipped whole.
+		if n := (to - max(from, 0)) / sc.period; n > maxBoundaries {
+			first = to/sc.period - maxBoundaries
+		}
+		for k := first; k*sc.period < to; k++ {
+			for _, p := range sc.phases {
+				add(k*sc.period + p)
+			}
+		}
+	} else {
+		for _, p := range sc.phases {
+			add(p)
+		}
+	}
+	if len(out) > maxBoundaries {
+		out = out[len(out)-maxBoundaries:]
+	}
+	return out
 }
 
 var scenarios = map[string]scenario{
@@ -205,8 +275,10 @@ var scenarios = map[string]scenario{
 	// outage: 1 min on mains, mains fails and the battery drains at 4 %/min
 	// (LB under 20 % after 20 min), mains returns at 22 min, charging at
 	// 10 %/min until full.
-	"outage": {length: 40 * time.Minute, at: func(t time.Duration) point {
-		const failAt, returnAt = time.Minute, 22 * time.Minute
+	"outage": {length: 40 * time.Minute, phases: []time.Duration{
+		outageFail, outageLow, outageReturn, outageFull,
+	}, at: func(t time.Duration) point {
+		const failAt, returnAt = outageFail, outageReturn
 		switch {
 		case t < failAt:
 			return point{charge: 100}
@@ -221,14 +293,16 @@ var scenarios = map[string]scenario{
 		}
 	}},
 	// flapping: mains drops for 5 s every 30 s.
-	"flapping": {at: func(t time.Duration) point {
+	"flapping": {period: 30 * time.Second, phases: []time.Duration{25 * time.Second, 30 * time.Second}, at: func(t time.Duration) point {
 		if t%(30*time.Second) >= 25*time.Second {
 			return point{onBattery: true, charge: 99}
 		}
 		return point{charge: 100}
 	}},
 	// comm_loss: on battery at 1 min, the link is lost from 2 to 4 min.
-	"comm_loss": {length: 6 * time.Minute, at: func(t time.Duration) point {
+	"comm_loss": {length: 6 * time.Minute, phases: []time.Duration{
+		time.Minute, 2 * time.Minute, 4 * time.Minute, 5 * time.Minute,
+	}, at: func(t time.Duration) point {
 		switch {
 		case t < time.Minute:
 			return point{charge: 100}

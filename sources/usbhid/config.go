@@ -76,9 +76,13 @@ func init() {
 	})
 }
 
-// Validate checks the values.
+// Validate checks the values. A binary built without USB support rejects
+// the source here, so check-config says so before run would.
 func (c *Config) Validate() []config.FieldError {
 	var errs []config.FieldError
+	if !usb.Available {
+		errs = append(errs, config.Errorf("type", "%v", usb.ErrNoUSB))
+	}
 	if c.PollInterval <= 0 {
 		errs = append(errs, config.Errorf("poll_interval", "must be > 0, got %q", c.PollInterval.String()))
 	}

@@ -10,9 +10,11 @@ import (
 
 	"github.com/upsbridge/upsbridge/sources/usbhid/hidparse"
 	"github.com/upsbridge/upsbridge/sources/usbhid/usb"
+	"github.com/upsbridge/upsbridge/test/datadir"
 )
 
-var corpusDir = filepath.Join("..", "..", "..", "shared", "testdata", "hid")
+// corpusDir holds the USB HID descriptors and captures of the repository.
+var corpusDir = datadir.HID()
 
 // fakeDevice is an in-process UPS: a descriptor, a Feature report table,
 // scripted interrupt reports, and a plug that can be pulled.

@@ -26,12 +26,6 @@ func RepoRoot(t testing.TB) string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// SharedTestdata returns ../shared/testdata beside the repository.
-func SharedTestdata(t testing.TB) string {
-	t.Helper()
-	return filepath.Join(RepoRoot(t), "..", "shared", "testdata")
-}
-
 // Binary builds the upsbridge binary once per test process (with -race when
 // the tests run with it) and returns its path.
 func Binary(t testing.TB) string {

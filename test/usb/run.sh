@@ -9,7 +9,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-DATA=$ROOT/../shared/testdata/hid
+DATA=$ROOT/testdata/hid
 if [ "$(id -u)" = 0 ]; then CACHE=${UPSBRIDGE_E2E_CACHE:-/var/cache/upsbridge-e2e}; else CACHE=${UPSBRIDGE_E2E_CACHE:-$HOME/.cache/upsbridge-e2e}; fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

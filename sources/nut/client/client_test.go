@@ -550,7 +550,7 @@ func tlsFake(t *testing.T, cfg *tls.Config, supported bool) string {
 				}
 				if !supported {
 					nc.Write([]byte("ERR FEATURE-NOT-CONFIGURED\n"))
-					n, _ = nc.Read(buf)
+					_, _ = nc.Read(buf) // the client's next line, unanswered
 					nc.Write([]byte("plain\n"))
 					return
 				}

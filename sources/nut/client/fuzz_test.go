@@ -4,35 +4,29 @@ import (
 	"bufio"
 	"bytes"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/upsbridge/upsbridge/test/datadir"
 )
 
-// ddlDir is the nut-ddl corpus, relative to this package's directory.
-var ddlDir = filepath.Join("..", "..", "..", "..", "shared", "testdata", "nut-ddl")
-
-// ddlLines returns up to max "name: value" lines from the nut-ddl corpus.
+// ddlLines returns up to max "name: value" lines from the repository's
+// curated device dumps, then the full corpus when it is present.
 func ddlLines(tb testing.TB, max int) []string {
 	tb.Helper()
 	var out []string
-	_ = filepath.WalkDir(ddlDir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".dev") || len(out) >= max {
-			return nil
+	for _, path := range append(datadir.CuratedDDL(tb), datadir.CorpusDDLIfPresent()...) {
+		if len(out) >= max {
+			break
 		}
-		f, err := os.Open(path)
+		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil
+			tb.Fatal(err)
 		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
+		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() && len(out) < max {
 			out = append(out, sc.Text())
 		}
-		return nil
-	})
-	if len(out) == 0 {
-		tb.Logf("no nut-ddl corpus at %s", ddlDir)
 	}
 	return out
 }

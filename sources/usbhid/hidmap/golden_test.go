@@ -9,9 +9,11 @@ import (
 	"testing"
 
 	"github.com/upsbridge/upsbridge/sources/usbhid/hidparse"
+	"github.com/upsbridge/upsbridge/test/datadir"
 )
 
-var corpusDir = filepath.Join("..", "..", "..", "..", "shared", "testdata", "hid")
+// corpusDir holds the USB HID descriptors and captures of the repository.
+var corpusDir = datadir.HID()
 
 func readFile(t testing.TB, name string) string {
 	t.Helper()

@@ -7,10 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/upsbridge/upsbridge/test/datadir"
 )
 
-// corpusDir is the shared test data, relative to this package's directory.
-var corpusDir = filepath.Join("..", "..", "..", "..", "shared", "testdata", "hid")
+// corpusDir holds the USB HID descriptors and captures of the repository.
+var corpusDir = datadir.HID()
 
 func readCorpus(t testing.TB, name string) []byte {
 	t.Helper()

@@ -98,9 +98,9 @@ func (gousbOpener) Open(ctx context.Context, f Filter) (Transport, error) {
 	if dev == nil {
 		uctx.Close()
 		if openErr != nil {
-			return nil, fmt.Errorf("open USB device %+v: %w (%w)", f, ErrNotFound, openErr)
+			return nil, fmt.Errorf("open USB device (%s): %w (%w)", f, ErrNotFound, openErr)
 		}
-		return nil, fmt.Errorf("open USB device %+v: %w", f, ErrNotFound)
+		return nil, fmt.Errorf("open USB device (%s): %w", f, ErrNotFound)
 	}
 	if err := dev.SetAutoDetach(true); err != nil {
 		dev.Close()

@@ -67,6 +67,32 @@ type Filter struct {
 	Port                string
 }
 
+// String describes the filter as lsusb and the configuration write USB ids:
+// "vendor_id 051d product_id 0002 serial \"X\" bus 1 port 1.4", set fields
+// only ("any device" when none is set).
+func (f Filter) String() string {
+	var parts []string
+	if f.VendorID != 0 {
+		parts = append(parts, fmt.Sprintf("vendor_id %04x", f.VendorID))
+	}
+	if f.ProductID != 0 {
+		parts = append(parts, fmt.Sprintf("product_id %04x", f.ProductID))
+	}
+	if f.Serial != "" {
+		parts = append(parts, fmt.Sprintf("serial %q", f.Serial))
+	}
+	if f.Bus != 0 {
+		parts = append(parts, fmt.Sprintf("bus %d", f.Bus))
+	}
+	if f.Port != "" {
+		parts = append(parts, "port "+f.Port)
+	}
+	if len(parts) == 0 {
+		return "any device"
+	}
+	return strings.Join(parts, " ")
+}
+
 // MatchIDs reports whether the ids and location match (strings are checked
 // after opening, since reading them needs the device open).
 func (f Filter) MatchIDs(d DeviceInfo) bool {
