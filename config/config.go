@@ -36,6 +36,8 @@ type Config struct {
 	Sources []Typed `koanf:"sources"`
 	Notify  []Typed `koanf:"notify"`
 	Agent   *Agent  `koanf:"agent"`
+	// NUTServer serves the bridge's UPSes to NUT clients (off by default).
+	NUTServer NUTServer `koanf:"nut_server"`
 }
 
 // Log configures logging.
@@ -236,6 +238,7 @@ func (c *Config) Validate() []FieldError {
 	if c.Agent != nil {
 		errs = append(errs, Prefix("agent", c.Agent.Validate())...)
 	}
+	errs = append(errs, Prefix("nut_server", c.NUTServer.Validate())...)
 	return errs
 }
 
