@@ -17,7 +17,7 @@ import (
 // Accounts of the upsbridge NUT server in these tests.
 const (
 	nsMonUser, nsMonPass     = "monuser", "secret"
-	nsAdminUser, nsAdminPass = "admin", "adminpass"
+	nsAdminUser, nsAdminPass = "admin", "123456" // QNAP's hard-coded account
 )
 
 // servedUPS is a dummy-ups UPS behind real upsd, read by a nut source of
