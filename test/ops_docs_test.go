@@ -159,6 +159,7 @@ func codeKeys(t *testing.T) map[string][]docKey {
 	cfg := config.Default()
 	cfg.Agent = &config.Agent{Supplies: []config.Supply{{}}, Stages: []config.Stage{{}}}
 	cfg.Agent.ApplyDefaults("/var/lib/upsbridge")
+	cfg.NUTServer.Users, cfg.NUTServer.UPS = []config.NUTUser{{}}, []config.NUTServerUPS{{}}
 	var top []docKey
 	walkKeys("", reflect.ValueOf(cfg), &top)
 	out["top"] = top
