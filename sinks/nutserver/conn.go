@@ -22,9 +22,10 @@ const helpText = "Commands: HELP VER GET LIST SET INSTCMD LOGIN LOGOUT USERNAME 
 
 // conn is one client connection, served by one goroutine.
 type conn struct {
-	s  *Server
-	nc net.Conn
-	ip string
+	s   *Server
+	raw net.Conn // the accepted socket: what Serve closes on shutdown
+	nc  net.Conn // raw, or the TLS connection over it after STARTTLS
+	ip  string
 
 	p     nutproto.Parser
 	words [][]byte
@@ -72,9 +73,11 @@ func (c *conn) serve() {
 	_ = c.nc.SetReadDeadline(time.Now().Add(idle))
 	for {
 		n, err := c.nc.Read(buf[:])
+		boundary := false
 		for off := 0; off < n; {
 			k, line := c.p.Feed(buf[off:n])
 			off += k
+			boundary = line
 			if !line {
 				continue
 			}
@@ -99,10 +102,7 @@ func (c *conn) serve() {
 		if err != nil {
 			return
 		}
-		if n == 0 {
-			continue
-		}
-		if c.p.Bytes == 0 {
+		if boundary {
 			// Between lines: let go of a parser buffer a long line grew.
 			c.p.Reset()
 		}

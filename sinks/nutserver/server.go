@@ -377,7 +377,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	accepts.Wait()
 	s.mu.Lock()
 	for c := range s.conns {
-		c.nc.Close()
+		c.raw.Close()
 	}
 	s.mu.Unlock()
 	s.cmdStop()
@@ -420,7 +420,7 @@ func (s *Server) accept(ctx context.Context, ln net.Listener) {
 			nc.Close()
 			continue
 		}
-		c := &conn{s: s, nc: nc, ip: ip.String()}
+		c := &conn{s: s, raw: nc, nc: nc, ip: ip.String()}
 		s.mu.Lock()
 		if ctx.Err() != nil {
 			s.mu.Unlock()

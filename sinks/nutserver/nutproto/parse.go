@@ -51,8 +51,6 @@ type Parser struct {
 	// pending: a line was completed; its words stay readable until the
 	// next Feed.
 	pending bool
-	// Bytes counts what was fed since the last completed line.
-	Bytes int
 }
 
 // Feed consumes b up to and including the first LF. It returns how many
@@ -63,7 +61,6 @@ func (p *Parser) Feed(b []byte) (n int, line bool) {
 		p.startLine()
 	}
 	for i, c := range b {
-		p.Bytes++
 		if c == '\n' {
 			p.endLine()
 			return i + 1, true
@@ -91,7 +88,7 @@ func (p *Parser) Err() error { return p.err }
 // Reset forgets any partial line and releases a large buffer, so that an
 // idle connection holds little memory.
 func (p *Parser) Reset() {
-	p.st, p.start, p.inW, p.err, p.Bytes, p.pending = stFindWord, 0, false, nil, 0, false
+	p.st, p.start, p.inW, p.err, p.pending = stFindWord, 0, false, nil, false
 	if cap(p.buf) > 1024 {
 		p.buf = nil
 	} else {
@@ -109,7 +106,7 @@ func (p *Parser) startLine() {
 	p.pending = false
 	p.buf = p.buf[:0]
 	p.ends = p.ends[:0]
-	p.start, p.inW, p.err, p.Bytes = 0, false, nil, 0
+	p.start, p.inW, p.err = 0, false, nil
 	p.st = stFindWord
 }
 

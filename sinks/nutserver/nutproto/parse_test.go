@@ -109,7 +109,7 @@ func TestParserPipelinedAndSplit(t *testing.T) {
 // A line of any length keeps the parser's memory bounded.
 func TestParserBoundedMemory(t *testing.T) {
 	var p Parser
-	chunk := bytes.Repeat([]byte("abcdefgh \"quoted words\" "), 4096)
+	chunk := bytes.Repeat([]byte(strings.Repeat("w", 600)+" \"quoted words\" "), 200)
 	for range 50 {
 		if _, ok := p.Feed(chunk); ok {
 			t.Fatal("line ended without LF")
@@ -124,6 +124,14 @@ func TestParserBoundedMemory(t *testing.T) {
 	}
 	if len(p.Words(nil)) != MaxWords {
 		t.Fatalf("%d words, want %d", len(p.Words(nil)), MaxWords)
+	}
+	// Between lines, Reset lets go of what the long line grew.
+	p.Reset()
+	if cap(p.buf) != 0 {
+		t.Fatalf("buffer of %d bytes kept after Reset", cap(p.buf))
+	}
+	if _, ok := p.Feed([]byte("VER\n")); !ok || string(p.Words(nil)[0]) != "VER" {
+		t.Fatal("no line after Reset")
 	}
 }
 
