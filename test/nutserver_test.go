@@ -67,6 +67,11 @@ nut_server:
 %s`, mq.URL(), t.TempDir(), u.Addr(), harness.NUTAdminUser, harness.NUTAdminPassword, port,
 		nsMonUser, nsMonPass, nsAdminUser, nsAdminPass, extra)
 	p := harness.StartBridge(t, cfg)
+	t.Cleanup(func() {
+		if strings.Contains(p.Output.String(), "WARNING: DATA RACE") {
+			t.Error("the race detector found a data race in upsbridge (output below)")
+		}
+	})
 	s := &servedUPS{upsd: u, bridge: p, addr: harness.Addr(port)}
 	s.waitStatus(t, "ups", "OL", 30*time.Second)
 	return s
