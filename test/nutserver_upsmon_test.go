@@ -258,3 +258,45 @@ func TestNUTServerUpsmonPrimary(t *testing.T) {
 	s.upsd.WaitVar("dummy", "ups.status", "FSD OB LB", 10*time.Second)
 	s.waitStatus(t, "ups", "FSD OB LB", 10*time.Second)
 }
+
+// The driver behind upsd stops: upsd's data goes stale, the nut source
+// loses the UPS, and upsbridge answers DATA-STALE as upsd does; a upsmon
+// secondary logged in stays logged in, and reads come back with the driver.
+func TestNUTServerStaleUpstream(t *testing.T) {
+	s := startServed(t, servedDev, "")
+	m := startRealUpsmon(t, fmt.Sprintf("ups@%s 1 %s %s secondary", s.addr, nsMonUser, nsMonPass))
+	waitLogins(t, s.addr, "ups", 1, 10*time.Second)
+	s.upsd.SignalDriver("dummy", syscall.SIGSTOP)
+	stopped := true
+	defer func() {
+		if stopped {
+			s.upsd.SignalDriver("dummy", syscall.SIGCONT)
+		}
+	}()
+	waitReply := func(req, want string, timeout time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		var got []string
+		for time.Now().Before(deadline) {
+			if got = nsSession(t, s.addr, req); got[0] == want {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("%s: %q, want %q", req, got, want)
+	}
+	waitReply("GET VAR ups ups.status", "ERR DATA-STALE", 30*time.Second)
+	if out, err := upsc(t, "ups@"+s.addr); err == nil || !strings.Contains(err.Error(), "Data stale") {
+		t.Errorf("upsc while stale: %q %v", out, err)
+	}
+	// Not gated: UPSDESC, LIST CLIENT (the secondary is still logged in).
+	if got := nsSession(t, s.addr, "GET UPSDESC ups", "LIST CLIENT ups"); got[0] != `UPSDESC ups "Rack UPS"` || got[1] != "BEGIN LIST CLIENT ups" {
+		t.Errorf("ungated reads while stale: %q", got)
+	}
+	s.upsd.SignalDriver("dummy", syscall.SIGCONT)
+	stopped = false
+	waitReply("GET VAR ups ups.status", `VAR ups ups.status "OL"`, 30*time.Second)
+	if _, ok := m.shutdownAt(); ok {
+		t.Error("upsmon shut down over stale data on mains")
+	}
+}
