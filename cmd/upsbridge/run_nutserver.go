@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/upsbridge/upsbridge/sinks/nutserver"
+	"github.com/upsbridge/upsbridge/sinks/primary"
 )
 
 // The NUT server runs when nut_server.listen is set: every UPS of the
@@ -45,6 +46,9 @@ func init() {
 			return err
 		}
 		r.bridge.AddSink(srv)
+		// The primary's handshake waits for the NUT secondaries logged in
+		// here as for agents (until they log out or host_sync passes).
+		r.hostCounters = append(r.hostCounters, primary.HostCounterFunc(func(ups string) int { return len(srv.Logins(ups)) }))
 		r.Go(srv.Serve)
 		return nil
 	})
