@@ -132,11 +132,17 @@ type Sink struct {
 	log    *slog.Logger
 	topics Topics
 
-	cm     *autopaho.ConnectionManager
-	spool  *spool.Spool
-	upCh   chan struct{} // a (re)connect happened
-	inbox  chan inbound  // received messages, handled on the publishing goroutine
-	cmdSem chan struct{} // bounds concurrent commands
+	cm    *autopaho.ConnectionManager
+	spool *spool.Spool
+	upCh  chan struct{} // a (re)connect happened
+	// lm is the listening connection: every subscription is on it, so
+	// no flood on a subscribed topic (commands, agents, states) can hold
+	// back the acknowledgements of the publishing connection (cm),
+	// which only publishes.
+	lm       *autopaho.ConnectionManager
+	listenUp chan struct{} // the listening connection subscribed
+	inbox    chan inbound  // received messages, handled on the publishing goroutine
+	cmdSem   chan struct{} // bounds concurrent commands
 
 	wire mqttwire.Topics
 
@@ -226,6 +232,7 @@ func New(opts Options) (*Sink, error) {
 		log:       opts.Logger.With("sink", "mqtt"),
 		topics:    t,
 		upCh:      make(chan struct{}, 1),
+		listenUp:  make(chan struct{}, 1),
 		inbox:     make(chan inbound, 64),
 		cmdSem:    make(chan struct{}, 4),
 		states:    map[string]*bridge.State{},
@@ -294,10 +301,29 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 			}
 			s.maxPacket.Store(mp)
 		},
-		OnPublish: s.receive,
 	})
 	if err != nil {
 		return fmt.Errorf("mqtt sink: %w", err)
+	}
+	lo := s.opts.Conn
+	lo.ClientID, lo.Will = listenClientID(s.opts.Conn.ClientID), nil
+	s.lm, err = Connect(connCtx, lo, Handlers{
+		OnUp: func(cm *autopaho.ConnectionManager) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if s.subscribe(connCtx, cm) {
+					select {
+					case s.listenUp <- struct{}{}:
+					default:
+					}
+				}
+			}()
+		},
+		OnPublish: s.receive,
+	})
+	if err != nil {
+		return fmt.Errorf("mqtt sink: listening connection: %w", err)
 	}
 
 	// The bridge queue blocks in Next; a reader goroutine hands messages over
@@ -332,7 +358,14 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 		case <-s.upCh:
 			s.connected = true
 			s.full = true
-			s.subscribe(ctx)
+			if s.epoch == 0 && s.epochDue.IsZero() && epochTimer == nil {
+				// The window for retained states starts when the
+				// listening connection has subscribed; should it not
+				// come, the epoch is chosen from the stored one and the
+				// clock after listenWait.
+				epochTimer = time.After(listenWait)
+			}
+		case <-s.listenUp:
 			if s.epoch == 0 && s.epochDue.IsZero() {
 				// Retained states arrive right after the subscription;
 				// nothing is published until the epoch is chosen.
@@ -342,6 +375,10 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 		case <-s.watch.answered:
 		case <-epochTimer:
 			epochTimer = nil
+			if s.epoch == 0 && s.epochDue.IsZero() {
+				s.log.Warn("the listening connection has not subscribed; choosing the epoch without the broker's retained states", "waited", listenWait)
+				s.epochDue = time.Now()
+			}
 		case msg := <-s.inbox:
 			s.handleInbound(ctx, &wg, msg)
 		case <-s.refused.wake():
@@ -572,7 +609,9 @@ func (s *Sink) publishTry(ctx context.Context, m Message, key string, prev int) 
 	return true
 }
 
-func (s *Sink) subscribe(ctx context.Context) {
+// subscribe makes the listening connection's subscriptions; false when the
+// broker did not take them.
+func (s *Sink) subscribe(ctx context.Context, cm *autopaho.ConnectionManager) bool {
 	var subs []paho.SubscribeOptions
 	if s.opts.Commands != nil {
 		subs = append(subs,
@@ -594,13 +633,30 @@ func (s *Sink) subscribe(ctx context.Context) {
 	// duplicate publisher.
 	subs = append(subs, paho.SubscribeOptions{Topic: s.wire.State("+"), QoS: 0})
 	if len(subs) == 0 {
-		return
+		return true
 	}
 	sctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
 	defer cancel()
-	if _, err := s.cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: subs}); err != nil {
-		s.log.Error("mqtt subscribe failed", "err", err)
+	if _, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: subs}); err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("mqtt subscribe failed", "err", err)
+		}
+		return false
 	}
+	return true
+}
+
+// listenWait bounds how long the first publication waits for the listening
+// connection (and with it the retained states that choose the epoch).
+const listenWait = 10 * time.Second
+
+// listenClientID is the listening connection's client id: the publishing
+// one's with a suffix, stable across restarts like it.
+func listenClientID(id string) string {
+	if id == "" {
+		return ""
+	}
+	return id + "-listen"
 }
 
 // shutdown publishes the bridge's offline (a clean disconnect does not fire
@@ -613,6 +669,9 @@ func (s *Sink) shutdown(ctx context.Context) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	_ = s.cm.Disconnect(dctx)
+	if s.lm != nil {
+		_ = s.lm.Disconnect(dctx)
+	}
 }
 
 // handleInbound routes a received message to the command handler or an
