@@ -25,7 +25,7 @@ func TestHostileEndpoint(t *testing.T) {
 	}))
 	defer other.Close()
 	stop := make(chan struct{})
-	defer close(stop) // before the servers close: their handlers return
+	defer close(stop)                                                // before the servers close: their handlers return
 	chunk := []byte(strings.Repeat(`{"errcode":0,"errmsg":"`, 2800)) // ~64 KB
 	tests := []struct {
 		name    string
