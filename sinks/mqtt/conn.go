@@ -65,11 +65,21 @@ func TLSConfig(t config.TLS, serverName string) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// MaxInboundPacket is the largest MQTT packet a connection accepts. The
+// broker is told in CONNECT (MQTT 5 Maximum Packet Size) and drops larger
+// messages for this client, so they never reach its memory; a payload
+// that still arrives larger (a broker ignoring the property) is refused
+// before any decoding. The largest legitimate message is a UPS state:
+// 4,096 variables (nut max_vars) of ~200 bytes fit.
+const MaxInboundPacket = 1 << 20
+
 // Handlers are called by the connection; they must not block.
 type Handlers struct {
 	OnUp      func(cm *autopaho.ConnectionManager)
 	OnDown    func()
 	OnPublish func(topic string, payload []byte, retained bool)
+	// OnRefused, when set, is told of each message refused for its size.
+	OnRefused func(topic string, size int)
 }
 
 // Connect starts a managed connection that reconnects with backoff and
@@ -127,10 +137,25 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 			log.Warn("mqtt connect failed; retrying with backoff", "url", redactURL(u), "attempt", attempt, "err", err)
 		},
 		ClientConfig: paho.ClientConfig{ClientID: o.ClientID},
+		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+			if cp.Properties == nil {
+				cp.Properties = &paho.ConnectProperties{}
+			}
+			maxSize := uint32(MaxInboundPacket)
+			cp.Properties.MaximumPacketSize = &maxSize
+			return cp, nil
+		},
 	}
 	if h.OnPublish != nil {
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) {
+				if n := len(pr.Packet.Payload); n > MaxInboundPacket {
+					log.Warn("mqtt message refused: larger than the limit", "topic", pr.Packet.Topic, "bytes", n, "limit", MaxInboundPacket)
+					if h.OnRefused != nil {
+						h.OnRefused(pr.Packet.Topic, n)
+					}
+					return true, nil
+				}
 				h.OnPublish(pr.Packet.Topic, pr.Packet.Payload, pr.Packet.Retain)
 				return true, nil
 			},

@@ -211,7 +211,8 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 			default:
 			}
 		},
-		OnDown: func() { s.stats.connected.Store(false) },
+		OnDown:    func() { s.stats.connected.Store(false) },
+		OnRefused: func(string, int) { s.stats.inboundRefused.Add(1) },
 		OnPublish: func(topic string, payload []byte, _ bool) {
 			select {
 			case s.inbox <- inbound{topic, payload}:
@@ -478,6 +479,11 @@ func (s *Sink) shutdown(ctx context.Context) {
 // extension.
 func (s *Sink) handleInbound(ctx context.Context, wg *sync.WaitGroup, m inbound) {
 	if ups, kind, ok := s.parseCommandTopic(m.topic); ok {
+		if len(m.payload) > MaxCommandPayload {
+			s.stats.inboundRefused.Add(1)
+			s.log.Warn("command refused: payload larger than the limit", "ups", ups, "topic", m.topic, "bytes", len(m.payload), "limit", MaxCommandPayload)
+			return
+		}
 		select {
 		case s.cmdSem <- struct{}{}:
 		default:
@@ -498,6 +504,10 @@ func (s *Sink) handleInbound(ctx context.Context, wg *sync.WaitGroup, m inbound)
 		}
 	}
 }
+
+// MaxCommandPayload bounds a command or set request before it is decoded:
+// a real one is a few dozen bytes of JSON.
+const MaxCommandPayload = 4 << 10
 
 func (s *Sink) parseCommandTopic(topic string) (ups, kind string, ok bool) {
 	if s.opts.Commands == nil {

@@ -8,6 +8,7 @@ type sinkStats struct {
 	connected       atomic.Bool
 	queued          atomic.Int64
 	publishFailures atomic.Uint64
+	inboundRefused  atomic.Uint64 // received messages refused for their size
 }
 
 // Connected reports whether the sink's broker connection is up.
@@ -22,5 +23,6 @@ func (s *Sink) Stats() map[string]any {
 		"connected":              s.Connected(),
 		"queue_depth":            s.QueueDepth(),
 		"publish_failures_total": s.stats.publishFailures.Load(),
+		"inbound_refused_total":  s.stats.inboundRefused.Load(),
 	}
 }
