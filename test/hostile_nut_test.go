@@ -246,8 +246,11 @@ func TestHostileUpsd(t *testing.T) {
 			if max2 > max1+8<<10 {
 				t.Errorf("RSS grew across polls: max %d kB then %d kB", max1, max2)
 			}
-			if delay > poll+300*time.Millisecond {
-				t.Errorf("the healthy UPS's ONBATT took %s, want within the poll interval %s (+ a little)", delay, poll)
+			// The aim is one poll interval (logged above); the assertion
+			// leaves room for a loaded machine but fails if the healthy
+			// UPS waits behind the hostile one (its request deadline).
+			if delay > 4*poll {
+				t.Errorf("the healthy UPS's ONBATT took %s, want about the poll interval %s", delay, poll)
 			}
 			if strings.Contains(p.Output.String(), "panic:") {
 				t.Error("the bridge panicked")

@@ -30,6 +30,9 @@ type ConnOptions struct {
 	Will *paho.WillMessage
 	// KeepAlive in seconds; 0 means 30.
 	KeepAlive uint16
+	// MaxPacket is the largest packet accepted from the broker; 0 means
+	// MaxInboundPacket.
+	MaxPacket int
 	Logger    *slog.Logger
 }
 
@@ -105,6 +108,10 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 	if ka == 0 {
 		ka = 30
 	}
+	maxPacket := o.MaxPacket
+	if maxPacket <= 0 {
+		maxPacket = MaxInboundPacket
+	}
 	attempt := 0
 	cfg := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
@@ -141,7 +148,7 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 			if cp.Properties == nil {
 				cp.Properties = &paho.ConnectProperties{}
 			}
-			maxSize := uint32(MaxInboundPacket)
+			maxSize := uint32(maxPacket)
 			cp.Properties.MaximumPacketSize = &maxSize
 			return cp, nil
 		},
@@ -149,8 +156,8 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 	if h.OnPublish != nil {
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) {
-				if n := len(pr.Packet.Payload); n > MaxInboundPacket {
-					log.Warn("mqtt message refused: larger than the limit", "topic", pr.Packet.Topic, "bytes", n, "limit", MaxInboundPacket)
+				if n := len(pr.Packet.Payload); n > maxPacket {
+					log.Warn("mqtt message refused: larger than the limit", "topic", pr.Packet.Topic, "bytes", n, "limit", maxPacket)
 					if h.OnRefused != nil {
 						h.OnRefused(pr.Packet.Topic, n)
 					}

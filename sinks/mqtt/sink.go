@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
@@ -91,11 +92,13 @@ type Sink struct {
 	log    *slog.Logger
 	topics Topics
 
-	cm     *autopaho.ConnectionManager
-	spool  *spool.Spool
-	upCh   chan struct{} // a (re)connect happened
-	inbox  chan inbound  // received messages, handled on the publishing goroutine
-	cmdSem chan struct{} // bounds concurrent commands
+	cm    *autopaho.ConnectionManager
+	spool *spool.Spool
+	upCh  chan struct{} // a (re)connect happened
+	inbox chan inbound  // received messages, handled on the publishing goroutine
+	// dropLogAt is when a dropped incoming message was last logged (ns).
+	dropLogAt atomic.Int64
+	cmdSem    chan struct{} // bounds concurrent commands
 
 	// Owned by the publishing goroutine:
 	states    map[string]*bridge.State
@@ -165,6 +168,13 @@ func New(opts Options) (*Sink, error) {
 		return nil, fmt.Errorf("mqtt sink: bad bridge id %q", opts.BridgeID)
 	}
 	t := Topics{Prefix: opts.TopicPrefix, BridgeID: opts.BridgeID}
+	if opts.Conn.MaxPacket == 0 {
+		// The bridge receives only commands, Home Assistant's birth and
+		// the scan notice: large messages are kept away by the broker, so
+		// they never queue in front of the acknowledgements of its own
+		// publications.
+		opts.Conn.MaxPacket = SinkMaxPacket
+	}
 	opts.Conn.Will = &paho.WillMessage{Topic: t.BridgeAvailability(), Payload: []byte(Offline), Retain: true, QoS: 1}
 	return &Sink{
 		opts:      opts,
@@ -217,7 +227,13 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 			select {
 			case s.inbox <- inbound{topic, payload}:
 			default:
-				s.log.Warn("incoming message dropped: handler busy", "topic", topic)
+				// A flood must not become a flood of log lines: one
+				// warning per 10 s with the count since the last one.
+				n := s.stats.inboundDropped.Add(1)
+				now := time.Now().UnixNano()
+				if last := s.dropLogAt.Load(); now-last >= int64(10*time.Second) && s.dropLogAt.CompareAndSwap(last, now) {
+					s.log.Warn("incoming messages dropped: handler busy", "topic", topic, "dropped_total", n)
+				}
 			}
 		},
 	})
@@ -504,6 +520,10 @@ func (s *Sink) handleInbound(ctx context.Context, wg *sync.WaitGroup, m inbound)
 		}
 	}
 }
+
+// SinkMaxPacket is the largest MQTT packet the bridge's own connection
+// accepts (see ConnOptions.MaxPacket).
+const SinkMaxPacket = 64 << 10
 
 // MaxCommandPayload bounds a command or set request before it is decoded:
 // a real one is a few dozen bytes of JSON.

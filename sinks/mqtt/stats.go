@@ -9,6 +9,7 @@ type sinkStats struct {
 	queued          atomic.Int64
 	publishFailures atomic.Uint64
 	inboundRefused  atomic.Uint64 // received messages refused for their size
+	inboundDropped  atomic.Uint64 // received messages dropped: handler busy
 }
 
 // Connected reports whether the sink's broker connection is up.
@@ -24,5 +25,6 @@ func (s *Sink) Stats() map[string]any {
 		"queue_depth":            s.QueueDepth(),
 		"publish_failures_total": s.stats.publishFailures.Load(),
 		"inbound_refused_total":  s.stats.inboundRefused.Load(),
+		"inbound_dropped_total":  s.stats.inboundDropped.Load(),
 	}
 }
