@@ -252,6 +252,17 @@ func TestHostileUpsd(t *testing.T) {
 			if delay > 4*poll {
 				t.Errorf("the healthy UPS's ONBATT took %s, want about the poll interval %s", delay, poll)
 			}
+			// Reported, not repeated at every poll: a hostile upsd must not
+			// flood the log.
+			warnings := 0
+			for _, line := range strings.Split(p.Output.String(), "\n") {
+				if strings.Contains(line, `"source":"bad"`) && (strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`)) {
+					warnings++
+				}
+			}
+			if warnings > 5 {
+				t.Errorf("%d warnings and errors about the hostile upsd in %s", warnings, time.Since(start).Round(time.Second))
+			}
 			if strings.Contains(p.Output.String(), "panic:") {
 				t.Error("the bridge panicked")
 			}

@@ -296,7 +296,14 @@ type poller struct {
 	info   *bridge.Info
 	infoAt time.Time
 	commOK bool
+	// warnedAt is when a UPS never read yet was last reported unreadable:
+	// a server that fails every request is reported once a minute, not at
+	// every poll.
+	warnedAt time.Time
 }
+
+// warnEvery is how often a UPS that was never read is reported again.
+const warnEvery = time.Minute
 
 // poll runs one UPS's loop until ctx ends. unknown, when not nil, is told
 // that upsd no longer knows the UPS ("*" mode).
@@ -306,6 +313,7 @@ func (s *Source) poll(ctx context.Context, out chan<- bridge.Update, id, name st
 	defer s.stats.pollers.Add(-1)
 	defer p.closeConn()
 	attempt := 0
+	wireFails := 0 // polls in a row that failed on the wire
 	for ctx.Err() == nil {
 		if p.conn == nil {
 			c, err := s.connectPoller(ctx, name)
@@ -339,7 +347,7 @@ func (s *Source) poll(ctx context.Context, out chan<- bridge.Update, id, name st
 		}
 		switch {
 		case err == nil:
-			attempt = 0
+			attempt, wireFails = 0, 0
 			if st := vars[bridge.VarStatus]; st == "WAIT" {
 				// upsd's placeholder before the driver's first dump: not a
 				// state, and the other variables are incomplete.
@@ -371,9 +379,15 @@ func (s *Source) poll(ctx context.Context, out chan<- bridge.Update, id, name st
 		default:
 			p.lost(ctx, out, err)
 			if p.conn.Err() != nil {
-				// The connection is gone: reconnect at once (an idle drop
-				// or a restarted upsd), backing off only if that fails.
+				// The connection is gone: reconnect at once after a good
+				// poll (an idle drop or a restarted upsd); when polls keep
+				// failing on the wire (a broken or hostile upsd), back off
+				// so that it costs no busy loop.
 				p.closeConn()
+				wireFails++
+				if wireFails > 1 && !sleep(ctx, s.backoff(wireFails-2)) {
+					return
+				}
 				continue
 			}
 		}
@@ -394,8 +408,9 @@ func (p *poller) closeConn() {
 
 // lost reports communication lost for the UPS.
 func (p *poller) lost(ctx context.Context, out chan<- bridge.Update, err error) {
-	if p.commOK || p.vars == nil {
+	if p.commOK || (p.vars == nil && time.Since(p.warnedAt) >= warnEvery) {
 		p.log.Warn("cannot read UPS", "err", err)
+		p.warnedAt = time.Now()
 	}
 	p.commOK = false
 	send(ctx, out, bridge.Update{Source: p.s.cfg.ID, UPS: p.id, Kind: bridge.CommLost, Time: time.Now(), Err: err})
