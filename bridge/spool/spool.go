@@ -30,7 +30,10 @@ const (
 	// DefaultMaxBytes bounds the queued records of a spool when
 	// Options.MaxBytes is 0: about 100,000 events of 2 KB.
 	DefaultMaxBytes = 256 << 20
-	// maxPeekBytes bounds one read of PeekN.
+	// maxStoredRecord is the largest record read back: the bound of
+	// earlier versions, so that their queues are not cut on upgrade.
+	maxStoredRecord = 16 << 20
+	// maxPeekBytes bounds one read of PeekN (plus one record).
 	maxPeekBytes = 4 << 20
 	// compactAfter is how large the acknowledged prefix may grow before the
 	// log is rewritten without it.
@@ -124,7 +127,7 @@ func (s *Spool) recover() error {
 			break
 		}
 		size := int64(binary.LittleEndian.Uint32(h[:4]))
-		if size > MaxRecord || off+headerSize+size > st.Size() {
+		if size > maxStoredRecord || off+headerSize+size > st.Size() {
 			break
 		}
 		if int64(cap(buf)) < size {

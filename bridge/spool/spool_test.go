@@ -264,7 +264,7 @@ func TestBounds(t *testing.T) {
 	for _, r := range recs {
 		total += len(r)
 	}
-	if total > maxPeekBytes+MaxRecord || len(recs) < 1 {
+	if total > maxPeekBytes+maxStoredRecord || len(recs) < 1 {
 		t.Fatalf("PeekN read %d records, %d bytes", len(recs), total)
 	}
 }
