@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 
 	"github.com/upsbridge/upsbridge/bridge"
@@ -219,6 +219,35 @@ func (e Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// MaxConfigBytes bounds the configuration file: a real one is a few KB.
+const MaxConfigBytes = 1 << 20
+
+// readBounded reads a file of at most limit bytes; a larger one is an error
+// naming the limit, and is never read whole.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("the file is larger than the limit of %d bytes", limit)
+	}
+	return b, nil
+}
+
+// rawBytes is a koanf provider of bytes already read.
+type rawBytes []byte
+
+func (r rawBytes) ReadBytes() ([]byte, error) { return r, nil }
+func (r rawBytes) Read() (map[string]any, error) {
+	return nil, errors.New("config: raw bytes need a parser")
+}
+
 // Load is the one configuration pass every command runs: defaults, then the
 // YAML file at path (if path is not empty), then environment variables from
 // environ (os.Environ() form); then every secret is resolved once (files and
@@ -230,7 +259,11 @@ func (e Errors) Error() string {
 func Load(path string, environ []string) (*Config, error) {
 	k := koanf.New(".")
 	if path != "" {
-		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+		b, err := readBounded(path, MaxConfigBytes)
+		if err != nil {
+			return nil, Errors{{Key: "", Msg: fmt.Sprintf("read config file %s: %v", path, err)}}
+		}
+		if err := k.Load(rawBytes(b), yaml.Parser()); err != nil {
 			return nil, Errors{{Key: "", Msg: fmt.Sprintf("read config file %s: %v", path, err)}}
 		}
 	}

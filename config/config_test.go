@@ -322,3 +322,29 @@ func TestKeyFilesParsed(t *testing.T) {
 		})
 	}
 }
+
+// TestFileBounds: a configuration or secret file over its limit is an error
+// naming the file and the limit, and is not read whole.
+func TestFileBounds(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	body := strings.Repeat("# padding\n", MaxConfigBytes/10+1)
+	if err := os.WriteFile(big, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(big, nil)
+	if err == nil || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "larger than the limit of 1048576 bytes") {
+		t.Fatalf("oversized config: %v", err)
+	}
+	sec := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(sec, make([]byte, MaxSecretFileBytes+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := SecretRef{File: sec}
+	errs := s.Resolve("password", nil)
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "password_file") || !strings.Contains(errs[0].Error(), "limit of 65536 bytes") {
+		t.Fatalf("oversized secret file: %v", errs)
+	}
+	if s.Reveal() != "" {
+		t.Fatal("a secret was read from an oversized file")
+	}
+}

@@ -36,11 +36,14 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 // UnmarshalText takes the value as given.
 func (s *Secret) UnmarshalText(b []byte) error { *s = Secret(b); return nil }
 
+// MaxSecretFileBytes bounds a secret file (a password, a key, a token).
+const MaxSecretFileBytes = 64 << 10
+
 // ReadSecretFile reads a secret from a file (such as a Docker or systemd
 // credential), dropping one trailing newline. Errors name the file, never
 // the content.
 func ReadSecretFile(path string) (Secret, error) {
-	b, err := os.ReadFile(path)
+	b, err := readBounded(path, MaxSecretFileBytes)
 	if err != nil {
 		return "", fmt.Errorf("read secret file: %w", err)
 	}

@@ -153,8 +153,8 @@ func New(opts Options) (*Intake, error) {
 			return nil, fmt.Errorf("agent intake: supply %s: bridge %q: not a valid bridge id", s.UPS, s.Bridge)
 		}
 	}
-	if opts.Conn.MaxPacketSize == 0 {
-		opts.Conn.MaxPacketSize = MaxPacket
+	if opts.Conn.MaxPacket == 0 {
+		opts.Conn.MaxPacket = MaxPacket
 	}
 	opts.Conn.BufferedRead = true
 	in := &Intake{

@@ -24,8 +24,17 @@ import (
 
 const (
 	headerSize = 8
-	// MaxRecord is the largest record accepted.
-	MaxRecord = 16 << 20
+	// MaxRecord is the largest record accepted (records are events of a
+	// few KB).
+	MaxRecord = 1 << 20
+	// DefaultMaxBytes bounds the queued records of a spool when
+	// Options.MaxBytes is 0: about 100,000 events of 2 KB.
+	DefaultMaxBytes = 256 << 20
+	// maxStoredRecord is the largest record read back: the bound of
+	// earlier versions, so that their queues are not cut on upgrade.
+	maxStoredRecord = 16 << 20
+	// maxPeekBytes bounds one read of PeekN (plus one record).
+	maxPeekBytes = 4 << 20
 	// compactAfter is how large the acknowledged prefix may grow before the
 	// log is rewritten without it.
 	compactAfter = 8 << 20
@@ -43,7 +52,14 @@ type Options struct {
 	NoSync bool
 	// MaxRecords bounds the queue; 0 means unbounded. Append fails when full.
 	MaxRecords int
+	// MaxBytes bounds the bytes of queued records (headers included);
+	// 0 means DefaultMaxBytes. Append fails when full, and Open refuses a
+	// log that holds more.
+	MaxBytes int64
 }
+
+// ErrFull is wrapped by Append errors when a bound of Options is reached.
+var ErrFull = errors.New("spool: full")
 
 // Spool is a durable FIFO. It is safe for concurrent use.
 type Spool struct {
@@ -63,6 +79,9 @@ type Spool struct {
 func Open(dir string, opts Options) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: create %s: %w", dir, err)
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
 	}
 	s := &Spool{opts: opts, dir: dir, wake: make(chan struct{}, 1)}
 	var err error
@@ -96,6 +115,10 @@ func (s *Spool) recover() error {
 	if s.acked > st.Size() {
 		s.acked = 0 // head from another life of the log: replay all, at least once
 	}
+	if queued := st.Size() - s.acked; queued > s.opts.MaxBytes {
+		return fmt.Errorf("spool: %s holds %d bytes of records, more than the limit of %d: move it aside (it was not written by this version with this limit)",
+			s.log.Name(), queued, s.opts.MaxBytes)
+	}
 	off := s.acked
 	var h [headerSize]byte
 	buf := make([]byte, 0, 4096)
@@ -104,7 +127,7 @@ func (s *Spool) recover() error {
 			break
 		}
 		size := int64(binary.LittleEndian.Uint32(h[:4]))
-		if size > MaxRecord || off+headerSize+size > st.Size() {
+		if size > maxStoredRecord || off+headerSize+size > st.Size() {
 			break
 		}
 		if int64(cap(buf)) < size {
@@ -152,7 +175,14 @@ func (s *Spool) AppendBatch(records [][]byte) error {
 		return errors.New("spool: closed")
 	}
 	if s.opts.MaxRecords > 0 && len(s.offsets)+len(records) > s.opts.MaxRecords {
-		return fmt.Errorf("spool: full (%d records) in %s", len(s.offsets), s.dir)
+		return fmt.Errorf("%w: %d records queued in %s, the limit is %d", ErrFull, len(s.offsets), s.dir, s.opts.MaxRecords)
+	}
+	queued := int64(0)
+	if len(s.offsets) > 0 {
+		queued = s.end - s.offsets[0]
+	}
+	if queued+int64(size) > s.opts.MaxBytes {
+		return fmt.Errorf("%w: %d bytes queued in %s, %d more would pass the limit of %d bytes", ErrFull, queued, s.dir, size, s.opts.MaxBytes)
 	}
 	buf := make([]byte, 0, size)
 	starts := make([]int64, 0, len(records))
@@ -200,6 +230,10 @@ func (s *Spool) PeekN(n int) ([][]byte, error) {
 		return nil, nil
 	}
 	first := s.offsets[0]
+	// Fewer records when n of them are large: one read stays bounded.
+	for n > 1 && s.offsets[n-1]-first >= maxPeekBytes {
+		n--
+	}
 	last := s.end
 	if n < len(s.offsets) {
 		last = s.offsets[n]

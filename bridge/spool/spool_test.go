@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -206,5 +207,64 @@ func TestAppendBatchPeekNAckN(t *testing.T) {
 	}
 	if _, err := s.PeekN(1); !errors.Is(err, ErrEmpty) {
 		t.Fatalf("PeekN on empty = %v, want ErrEmpty", err)
+	}
+}
+
+// TestBounds: the bytes queued, a record's size and one read are bounded,
+// with errors naming the spool and the limit, and a log holding more than
+// the limit is refused on open.
+func TestBounds(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{NoSync: true, MaxBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := make([]byte, 92) // 100 bytes with its header
+	for i := range 10 {
+		if err := s.Append(rec); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	err = s.Append(rec)
+	if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "limit of 1000 bytes") || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("append past MaxBytes: %v", err)
+	}
+	if err := s.Append(make([]byte, MaxRecord+1)); err == nil || !strings.Contains(err.Error(), "exceeds") {
+		t.Fatalf("oversized record: %v", err)
+	}
+	if err := s.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(rec); err != nil {
+		t.Fatalf("append after an ack freed room: %v", err)
+	}
+	s.Close()
+	// The same log with a smaller limit: refused with a clear error.
+	if _, err := Open(dir, Options{MaxBytes: 500}); err == nil || !strings.Contains(err.Error(), "more than the limit of 500") {
+		t.Fatalf("open of a log over the limit: %v", err)
+	}
+	// A hostile log of many large records is read a bounded slice at a time.
+	dir2 := t.TempDir()
+	s2, err := Open(dir2, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	big := make([]byte, MaxRecord)
+	for range 8 {
+		if err := s2.Append(big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := s2.PeekN(512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, r := range recs {
+		total += len(r)
+	}
+	if total > maxPeekBytes+maxStoredRecord || len(recs) < 1 {
+		t.Fatalf("PeekN read %d records, %d bytes", len(recs), total)
 	}
 }

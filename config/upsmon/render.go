@@ -17,8 +17,18 @@ func q(s string) string {
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(s)
-	return strings.TrimSuffix(b.String(), "\n")
+	// JSON leaves DEL, the C1 controls and the byte order mark as they
+	// are; YAML accepts none of them raw in a scalar, so they are escaped.
+	return yamlUnprintable.Replace(strings.TrimSuffix(b.String(), "\n"))
 }
+
+var yamlUnprintable = func() *strings.Replacer {
+	var pairs []string
+	for r := rune(0x7f); r <= 0x9f; r++ {
+		pairs = append(pairs, string(r), fmt.Sprintf(`\u%04x`, r))
+	}
+	return strings.NewReplacer(append(pairs, "\uFEFF", `\ufeff`)...)
+}()
 
 func qlist(l []string) string {
 	parts := make([]string, len(l))

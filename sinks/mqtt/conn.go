@@ -33,11 +33,11 @@ type ConnOptions struct {
 	Will *paho.WillMessage
 	// KeepAlive in seconds; 0 means 30.
 	KeepAlive uint16
-	// MaxPacketSize, when not 0, is announced to the broker as the largest
-	// packet this client accepts (MQTT v5 Maximum Packet Size): the broker
-	// then drops larger messages for this client instead of sending them,
-	// so a hostile publisher cannot make the client read huge payloads.
-	MaxPacketSize uint32
+	// MaxPacket is the largest packet accepted from the broker, announced
+	// in CONNECT (MQTT v5 Maximum Packet Size) so the broker drops larger
+	// messages for this client instead of sending them; 0 means
+	// MaxInboundPacket.
+	MaxPacket int
 	// BufferedRead reads the connection through a buffer (tcp and tls
 	// schemes): the MQTT client reads each packet in several small reads,
 	// a system call each without it, which caps how many messages per
@@ -78,6 +78,14 @@ func TLSConfig(t config.TLS, serverName string) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// MaxInboundPacket is the largest MQTT packet a connection accepts. The
+// broker is told in CONNECT (MQTT 5 Maximum Packet Size) and drops larger
+// messages for this client, so they never reach its memory; a payload
+// that still arrives larger (a broker ignoring the property) is refused
+// before any decoding. The largest legitimate message is a UPS state:
+// 4,096 variables (nut max_vars) of ~200 bytes fit.
+const MaxInboundPacket = 1 << 20
+
 // Handlers are called by the connection; they must not block.
 type Handlers struct {
 	OnUp      func(cm *autopaho.ConnectionManager)
@@ -86,6 +94,8 @@ type Handlers struct {
 	// OnConnack, when set, sees each CONNACK (before OnUp): the broker's
 	// limits, such as its maximum packet size.
 	OnConnack func(ca *paho.Connack)
+	// OnRefused, when set, is told of each message refused for its size.
+	OnRefused func(topic string, size int)
 }
 
 // Connect starts a managed connection that reconnects with backoff and
@@ -110,6 +120,10 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 	ka := o.KeepAlive
 	if ka == 0 {
 		ka = 30
+	}
+	maxPacket := o.MaxPacket
+	if maxPacket <= 0 {
+		maxPacket = MaxInboundPacket
 	}
 	attempt := 0
 	cfg := autopaho.ClientConfig{
@@ -146,20 +160,25 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 			log.Warn("mqtt connect failed; retrying with backoff", "url", redactURL(u), "attempt", attempt, "err", err)
 		},
 		ClientConfig: paho.ClientConfig{ClientID: o.ClientID},
-	}
-	if o.MaxPacketSize > 0 {
-		size := o.MaxPacketSize
-		cfg.ConnectPacketBuilder = func(c *paho.Connect, _ *url.URL) (*paho.Connect, error) {
-			if c.Properties == nil {
-				c.Properties = &paho.ConnectProperties{}
+		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+			if cp.Properties == nil {
+				cp.Properties = &paho.ConnectProperties{}
 			}
-			c.Properties.MaximumPacketSize = &size
-			return c, nil
-		}
+			maxSize := uint32(maxPacket)
+			cp.Properties.MaximumPacketSize = &maxSize
+			return cp, nil
+		},
 	}
 	if h.OnPublish != nil {
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) {
+				if n := len(pr.Packet.Payload); n > maxPacket {
+					log.Warn("mqtt message refused: larger than the limit", "topic", pr.Packet.Topic, "bytes", n, "limit", maxPacket)
+					if h.OnRefused != nil {
+						h.OnRefused(pr.Packet.Topic, n)
+					}
+					return true, nil
+				}
 				h.OnPublish(pr.Packet.Topic, pr.Packet.Payload, pr.Packet.Retain)
 				return true, nil
 			},

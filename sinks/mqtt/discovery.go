@@ -611,7 +611,7 @@ func (d *Discovery) owned(payload []byte) (retainedConfig, bool) {
 	var via string
 	_ = json.Unmarshal(dev["via_device"], &via)
 	bridgeDev := hass.BridgeDeviceID(d.o.HASS.BridgeID)
-	if len(ids) == 0 || (via != bridgeDev && ids[0] != bridgeDev) {
+	if len(ids) == 0 || ids[0] == "" || (via != bridgeDev && ids[0] != bridgeDev) {
 		return retainedConfig{}, false
 	}
 	rc := retainedConfig{device: ids[0]}

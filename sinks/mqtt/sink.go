@@ -142,7 +142,9 @@ type Sink struct {
 	lm       *autopaho.ConnectionManager
 	listenUp chan struct{} // the listening connection subscribed
 	inbox    chan inbound  // received messages, handled on the publishing goroutine
-	cmdSem   chan struct{} // bounds concurrent commands
+	// dropLogAt is when a dropped incoming message was last logged (ns).
+	dropLogAt atomic.Int64
+	cmdSem    chan struct{} // bounds concurrent commands
 
 	wire mqttwire.Topics
 
@@ -226,6 +228,13 @@ func New(opts Options) (*Sink, error) {
 		return nil, fmt.Errorf("mqtt sink: bad bridge id %q", opts.BridgeID)
 	}
 	t := Topics{Prefix: opts.TopicPrefix, BridgeID: opts.BridgeID}
+	if opts.Conn.MaxPacket == 0 {
+		// The bridge receives only commands, Home Assistant's birth and
+		// the scan notice: large messages are kept away by the broker, so
+		// they never queue in front of the acknowledgements of its own
+		// publications.
+		opts.Conn.MaxPacket = SinkMaxPacket
+	}
 	opts.Conn.Will = &paho.WillMessage{Topic: t.BridgeAvailability(), Payload: []byte(Offline), Retain: true, QoS: 1}
 	return &Sink{
 		opts:      opts,
@@ -678,6 +687,11 @@ func (s *Sink) shutdown(ctx context.Context) {
 // extension.
 func (s *Sink) handleInbound(ctx context.Context, wg *sync.WaitGroup, m inbound) {
 	if ups, kind, ok := s.parseCommandTopic(m.topic); ok {
+		if len(m.payload) > MaxCommandPayload {
+			s.stats.inboundRefused.Add(1)
+			s.log.Warn("command refused: payload larger than the limit", "ups", ups, "topic", m.topic, "bytes", len(m.payload), "limit", MaxCommandPayload)
+			return
+		}
 		select {
 		case s.cmdSem <- struct{}{}:
 		default:
@@ -698,6 +712,14 @@ func (s *Sink) handleInbound(ctx context.Context, wg *sync.WaitGroup, m inbound)
 		}
 	}
 }
+
+// SinkMaxPacket is the largest MQTT packet the bridge's own connection
+// accepts (see ConnOptions.MaxPacket).
+const SinkMaxPacket = 64 << 10
+
+// MaxCommandPayload bounds a command or set request before it is decoded:
+// a real one is a few dozen bytes of JSON.
+const MaxCommandPayload = 4 << 10
 
 func (s *Sink) parseCommandTopic(topic string) (ups, kind string, ok bool) {
 	if s.opts.Commands == nil {

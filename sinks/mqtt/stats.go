@@ -18,6 +18,8 @@ type sinkStats struct {
 	refused        atomic.Pointer[refusedBook]
 	duplicates     atomic.Uint64 // states of another publisher on own UPS ids
 	epoch          atomic.Uint64
+	inboundRefused atomic.Uint64 // received messages refused for their size
+	inboundDropped atomic.Uint64 // received messages dropped: handler busy
 }
 
 // Connected reports whether the sink's broker connection is up.
@@ -54,5 +56,7 @@ func (s *Sink) Stats() map[string]any {
 		"commands_rejected_total": s.stats.commandsRejected.Load(),
 		"duplicate_states_total":  s.stats.duplicates.Load(),
 		"epoch":                   s.stats.epoch.Load(),
+		"inbound_refused_total":   s.stats.inboundRefused.Load(),
+		"inbound_dropped_total":   s.stats.inboundDropped.Load(),
 	}
 }

@@ -34,7 +34,13 @@ func (s *Sink) receive(topic string, payload []byte, retained bool) {
 	select {
 	case s.inbox <- inbound{topic, payload}:
 	default:
-		s.log.Warn("incoming message dropped: handler busy", "topic", topic)
+		// A flood must not become a flood of log lines: one warning per
+		// 10 s with the count since start.
+		n := s.stats.inboundDropped.Add(1)
+		now := time.Now().UnixNano()
+		if last := s.dropLogAt.Load(); now-last >= int64(10*time.Second) && s.dropLogAt.CompareAndSwap(last, now) {
+			s.log.Warn("incoming messages dropped: handler busy", "topic", topic, "dropped_total", n)
+		}
 	}
 }
 

@@ -86,6 +86,13 @@ type dingtalk struct {
 	now func() time.Time
 }
 
+func (d *dingtalk) escape(s string) string {
+	if d.cfg.MsgType == "text" {
+		return markupPlain.escape(s)
+	}
+	return markupChatMarkdown.escape(s)
+}
+
 func (d *dingtalk) maxBytes() int { return 18000 }
 
 func (d *dingtalk) send(ctx context.Context, m message) error {

@@ -120,6 +120,8 @@ type email struct {
 	tls *tls.Config
 }
 
+func (e *email) escape(s string) string { return markupPlain.escape(s) }
+
 func (e *email) maxBytes() int { return 0 }
 
 // loginAuth is SMTP AUTH LOGIN (Exchange, Office 365 and others offer only

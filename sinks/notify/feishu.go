@@ -89,6 +89,8 @@ type feishu struct {
 	now      func() time.Time
 }
 
+func (f *feishu) escape(s string) string { return markupFeishuText.escape(s) }
+
 func (f *feishu) maxBytes() int { return 18000 }
 
 func (f *feishu) send(ctx context.Context, m message) error {

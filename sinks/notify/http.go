@@ -17,8 +17,18 @@ const userAgent = "upsbridge"
 
 // httpClient is shared by the HTTP services: it honours HTTPS_PROXY (needed
 // for Telegram, Discord and Slack from mainland China). Timeouts come from
-// the context of each attempt.
-var httpClient = &http.Client{Transport: http.DefaultTransport}
+// the context of each attempt. Redirects are never followed: a webhook
+// that redirects is misconfigured or hijacked, and following it would send
+// the message (and any key in the URL) somewhere else.
+var httpClient = &http.Client{
+	Transport:     http.DefaultTransport,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// maxResponseBytes is all of an answer that is read: services answer with a
+// few hundred bytes of JSON, and an endpoint that answers more (a hostile
+// or broken one) must not cost memory.
+const maxResponseBytes = 64 << 10
 
 // response is an HTTP answer read in full (bounded).
 type response struct {
@@ -54,7 +64,14 @@ func do(ctx context.Context, service, method, rawURL string, header http.Header,
 		return nil, errTransient(fmt.Errorf("%s: %s %s: %w", service, method, redactURL(rawURL), cause), 0)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		where := "another place"
+		if loc, err := resp.Location(); err == nil {
+			where = loc.Scheme + "://" + loc.Host // no path or query: they may hold a key
+		}
+		return nil, errRefused(fmt.Errorf("%s: %s %s answered HTTP %d, a redirect to %s: redirects are not followed; check the URL", service, method, redactURL(rawURL), resp.StatusCode, where))
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	r := &response{status: resp.StatusCode, header: resp.Header, body: b}
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
 		if n, err := strconv.Atoi(strings.TrimSpace(ra)); err == nil && n >= 0 {

@@ -283,12 +283,17 @@ type renderer struct {
 	bridgeID string
 	tpl      templates
 	warn     func(msg string, args ...any)
+	// esc escapes external text for the service's markup (nil: as is).
+	esc func(string) string
 }
 
 // render renders one unit (one record, or an ONBATT+ONLINE blip pair).
 func (rn *renderer) render(recs []record) message {
 	r := recs[0]
 	d := r.data(rn.lang, rn.bridgeID)
+	if rn.esc != nil {
+		d = d.escaped(rn.esc)
+	}
 	if len(recs) == 2 { // blip
 		d.Event = "BLIP"
 		d.Summary = builtin[rn.lang].summary("BLIP")
@@ -319,7 +324,7 @@ func (rn *renderer) exec(t *template.Template, d Data, fallback func(Data, strin
 
 // digest combines messages into one: the title counts them, the body has
 // one line per message (its title, then its body's first line).
-func digest(msgs []message, lang string) message {
+func digest(msgs []message, lang string, esc func(string) string) message {
 	tx := builtin[lang]
 	d := message{Event: msgs[0].Event, UPS: msgs[0].UPS, Host: msgs[0].Host, Time: msgs[0].Time}
 	ups := map[string]bool{}
@@ -332,7 +337,11 @@ func digest(msgs []message, lang string) message {
 	}
 	d.Title = fmt.Sprintf("[%s] upsbridge: "+tx.digest, tx.levels[d.Severity.String()], len(msgs))
 	if len(ups) == 1 && msgs[0].UPS != "" {
-		d.Title = fmt.Sprintf("[%s] %s: "+tx.digest, tx.levels[d.Severity.String()], msgs[0].UPS, len(msgs))
+		name := msgs[0].UPS
+		if esc != nil {
+			name = esc(name)
+		}
+		d.Title = fmt.Sprintf("[%s] %s: "+tx.digest, tx.levels[d.Severity.String()], name, len(msgs))
 	}
 	d.Body = digestBody(msgs)
 	return d

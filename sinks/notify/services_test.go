@@ -79,7 +79,7 @@ var testMsg = message{Title: "[WARNING] ups1: on battery", Body: "UPS ups1 is on
 	Records: []record{{Seq: 1, Type: "ONBATT", Severity: 1, UPS: "ups1", Time: time.Unix(1700000000, 0).UTC(), Status: "OB DISCHRG",
 		Vars: map[string]string{"battery.charge": "90"}}}}
 
-func build(t *testing.T, spec bridge.SinkSpec) *Sink {
+func build(t testing.TB, spec bridge.SinkSpec) *Sink {
 	t.Helper()
 	if v, ok := spec.(config.Validator); ok {
 		if errs := v.Validate(); len(errs) > 0 {

@@ -70,6 +70,8 @@ func (c *NtfyConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 
 type ntfy struct{ cfg *NtfyConfig }
 
+func (n *ntfy) escape(s string) string { return markupPlain.escape(s) }
+
 func (n *ntfy) maxBytes() int { return 4000 }
 
 func (n *ntfy) send(ctx context.Context, m message) error {
@@ -140,6 +142,8 @@ func (c *GotifyConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 
 type gotify struct{ cfg *GotifyConfig }
 
+func (g *gotify) escape(s string) string { return markupPlain.escape(s) }
+
 func (g *gotify) maxBytes() int { return 0 }
 
 func (g *gotify) send(ctx context.Context, m message) error {
@@ -191,6 +195,8 @@ func (c *BarkConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 }
 
 type bark struct{ cfg *BarkConfig }
+
+func (b *bark) escape(s string) string { return markupPlain.escape(s) }
 
 func (b *bark) maxBytes() int { return 3000 }
 
@@ -263,6 +269,8 @@ func (c *PushoverConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 }
 
 type pushover struct{ cfg *PushoverConfig }
+
+func (p *pushover) escape(s string) string { return markupPlain.escape(s) }
 
 func (p *pushover) maxBytes() int { return 1024 }
 
@@ -342,6 +350,8 @@ func (c *SlackConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 
 type slack struct{ cfg *SlackConfig }
 
+func (sl *slack) escape(s string) string { return markupSlack.escape(s) }
+
 func (s *slack) maxBytes() int { return 30000 }
 
 func (s *slack) send(ctx context.Context, m message) error {
@@ -390,6 +400,8 @@ func (c *DiscordConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 }
 
 type discord struct{ cfg *DiscordConfig }
+
+func (d *discord) escape(s string) string { return markupDiscord.escape(s) }
 
 func (d *discord) maxBytes() int { return 1900 }
 

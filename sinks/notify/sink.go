@@ -76,6 +76,9 @@ func newSink(env bridge.Env, c *Common, svc service, secrets ...string) (*Sink, 
 		s.dir = filepath.Join(env.StateDir, "notify-"+c.Name)
 	}
 	s.render = renderer{lang: c.Language, bridgeID: env.BridgeID, tpl: tpl, warn: log.Warn}
+	if e, ok := svc.(escaper); ok {
+		s.render.esc = e.escape
+	}
 	return s, nil
 }
 
@@ -405,7 +408,7 @@ func (s *Sink) pack(recs []record, units []unit) (message, bool) {
 	if len(msgs) == 1 {
 		return msgs[0], false
 	}
-	return digest(msgs, s.c.Language), true
+	return digest(msgs, s.c.Language, s.render.esc), true
 }
 
 // attempt sends once with the attempt timeout; panics in a service are

@@ -191,8 +191,10 @@ func TestNotifierStatsDropsAndRefusals(t *testing.T) {
 		},
 		{
 			name: "given up after max_attempts", maxAttempts: 2, err: errTransient(errString("wecom: HTTP 502"), 0),
-			send:        []bridge.EventType{bridge.EventLowBatt},
-			until:       func(st map[string]any) bool { return num(st, "failures_total") >= 2 && num(st, "dropped_total") >= 1 },
+			send: []bridge.EventType{bridge.EventLowBatt},
+			until: func(st map[string]any) bool {
+				return num(st, "failures_total") >= 2 && num(st, "dropped_total") >= 1 && num(st, "queue_depth") == 0
+			},
 			wantDropped: 1,
 		},
 		{

@@ -52,6 +52,8 @@ func (c *TelegramConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 
 type telegram struct{ cfg *TelegramConfig }
 
+func (t *telegram) escape(s string) string { return markupPlain.escape(s) }
+
 func (t *telegram) maxBytes() int { return 4096 }
 
 func (t *telegram) send(ctx context.Context, m message) error {

@@ -94,6 +94,13 @@ type wecom struct {
 	endpoint string
 }
 
+func (w *wecom) escape(s string) string {
+	if w.cfg.MsgType == "text" {
+		return markupPlain.escape(s)
+	}
+	return markupChatMarkdown.escape(s)
+}
+
 func (w *wecom) maxBytes() int {
 	if w.cfg.MsgType == "text" {
 		return 2048

@@ -43,6 +43,29 @@ type Config struct {
 	// servers) and lets the bridge set FSD when it decides the UPS is
 	// critical. The account needs `upsmon primary` (or actions = FSD).
 	Primary bool `koanf:"primary"`
+	// MaxUPS bounds the UPSes polled with ups: "*"; names beyond it are
+	// not polled (an error in the log and ups_over_limit in the metrics).
+	MaxUPS int `koanf:"max_ups"`
+	// MaxVars bounds the variables of one UPS (one LIST VAR reply).
+	MaxVars int `koanf:"max_vars"`
+	// MaxConnections bounds the connections the source holds open to upsd
+	// at once (pollers, listing, commands); 0 means max_ups + 16.
+	MaxConnections int `koanf:"max_connections"`
+}
+
+// Bounds on what a upsd may make the source hold. The largest device in
+// the NUT device dump library has 581 variables in 17 KB.
+const (
+	DefaultMaxUPS  = 256
+	DefaultMaxVars = 4096
+)
+
+// maxConnections is MaxConnections with its default applied.
+func (c *Config) maxConnections() int {
+	if c.MaxConnections > 0 {
+		return c.MaxConnections
+	}
+	return c.MaxUPS + 16
 }
 
 func init() {
@@ -55,6 +78,8 @@ func DefaultConfig() *Config {
 		PollInterval:          time.Second,
 		PollIntervalOnBattery: 500 * time.Millisecond,
 		StartTLS:              string(client.TLSOff),
+		MaxUPS:                DefaultMaxUPS,
+		MaxVars:               DefaultMaxVars,
 	}
 }
 
@@ -81,6 +106,15 @@ func (c *Config) Validate() []config.FieldError {
 	}
 	if c.PollIntervalOnBattery <= 0 {
 		errs = append(errs, config.Errorf("poll_interval_on_battery", "must be > 0, got %q", c.PollIntervalOnBattery.String()))
+	}
+	if c.MaxUPS < 1 {
+		errs = append(errs, config.Errorf("max_ups", "must be >= 1, got %d", c.MaxUPS))
+	}
+	if c.MaxVars < 1 {
+		errs = append(errs, config.Errorf("max_vars", "must be >= 1, got %d", c.MaxVars))
+	}
+	if c.MaxConnections < 0 || (c.MaxConnections > 0 && c.MaxConnections < 2) {
+		errs = append(errs, config.Errorf("max_connections", "must be 0 (max_ups + 16) or >= 2, got %d", c.MaxConnections))
 	}
 	switch client.TLSMode(c.StartTLS) {
 	case client.TLSOff, client.TLSTry, client.TLSRequire:

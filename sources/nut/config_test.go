@@ -35,6 +35,9 @@ func TestValidate(t *testing.T) {
 		{"password file", func(c *Config) { c.Username = "u"; c.Password.File = pwFile; c.Primary = true }, ""},
 		{"both passwords", func(c *Config) { c.Username = "u"; c.Password.Value = "x"; c.Password.File = pwFile }, "set only one of password, password_file and password_env"},
 		{"password without user", func(c *Config) { c.Password.Value = "x" }, "username: is required"},
+		{"max_ups", func(c *Config) { c.MaxUPS = 0 }, "max_ups: must be >= 1"},
+		{"max_vars", func(c *Config) { c.MaxVars = -1 }, "max_vars: must be >= 1"},
+		{"max_connections", func(c *Config) { c.MaxConnections = 1 }, "max_connections: must be 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"reflect"
 	"sort"
 	"strconv"
@@ -52,6 +53,7 @@ type Source struct {
 	mu    sync.Mutex
 	names map[string]string // published UPS id -> NUT name
 
+	slots chan struct{} // one per open connection (max_connections)
 	stats pollStats
 }
 
@@ -61,6 +63,11 @@ type pollStats struct {
 	polls, pollErrors, connects atomic.Uint64
 	lastPoll                    atomic.Int64 // duration of the latest LIST VAR, ns
 	pollers, conns              atomic.Int64 // running pollers, their open connections
+	// limitErrors counts replies and listings refused for a bound
+	// (lines, bytes, variables, connections); overLimit is how many UPS
+	// names of the latest LIST UPS were beyond max_ups.
+	limitErrors atomic.Uint64
+	overLimit   atomic.Int64
 }
 
 var (
@@ -75,17 +82,78 @@ var (
 // New returns a source for a validated configuration.
 func New(cfg Config, log *slog.Logger) *Source {
 	timeout := min(max(5*cfg.PollInterval, 2*time.Second), 10*time.Second)
-	return &Source{
+	if cfg.MaxUPS <= 0 {
+		cfg.MaxUPS = DefaultMaxUPS
+	}
+	if cfg.MaxVars <= 0 {
+		cfg.MaxVars = DefaultMaxVars
+	}
+	s := &Source{
 		cfg: cfg,
 		log: log.With("source", cfg.ID, "address", cfg.Address),
 		opts: client.Options{
 			Timeout:  timeout,
 			StartTLS: client.TLSMode(cfg.StartTLS),
 			CAFile:   cfg.CAFile,
+			// The wire bound sits above max_vars and max_ups, so that
+			// those give their own, clearer errors first.
+			MaxListLines: max(client.DefaultMaxListLines, cfg.MaxVars+1, cfg.MaxUPS+1),
 		},
 		tm:    defaultTimings(),
 		names: map[string]string{},
+		slots: make(chan struct{}, cfg.maxConnections()),
 	}
+	s.opts.Dialer = &slotDialer{s: s}
+	return s
+}
+
+// slotDialer dials upsd only while the source holds fewer than
+// max_connections connections; each connection frees its slot on Close.
+type slotDialer struct {
+	s *Source
+	d net.Dialer
+}
+
+func (d *slotDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	select {
+	case d.s.slots <- struct{}{}:
+	default:
+		d.s.stats.limitErrors.Add(1)
+		return nil, fmt.Errorf("%w: the source already holds %d connections to upsd (max_connections)", client.ErrLimit, cap(d.s.slots))
+	}
+	nc, err := d.d.DialContext(ctx, network, addr)
+	if err != nil {
+		<-d.s.slots
+		return nil, err
+	}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return &slotConn{Conn: nc, free: func() { <-d.s.slots }}, nil
+	}
+	return &slotTCPConn{TCPConn: tc, free: sync.OnceFunc(func() { <-d.s.slots })}, nil
+}
+
+// slotConn and slotTCPConn free their slot once, on the first Close. The
+// TCP one keeps SyscallConn, which the client uses for TCP_QUICKACK.
+type slotConn struct {
+	net.Conn
+	free func()
+	once sync.Once
+}
+
+func (c *slotConn) Close() error {
+	c.once.Do(c.free)
+	return c.Conn.Close()
+}
+
+type slotTCPConn struct {
+	*net.TCPConn
+	free func()
+}
+
+func (c *slotTCPConn) Close() error {
+	c.free()
+	return c.TCPConn.Close()
 }
 
 // ID implements bridge.Source.
@@ -97,13 +165,16 @@ func (s *Source) ID() string { return s.cfg.ID }
 func (s *Source) Stats() map[string]any {
 	pollers, conns := s.stats.pollers.Load(), s.stats.conns.Load()
 	return map[string]any{
-		"server":            s.cfg.Address,
-		"ups_polled":        pollers,
-		"polls_total":       s.stats.polls.Load(),
-		"poll_errors_total": s.stats.pollErrors.Load(),
-		"connects_total":    s.stats.connects.Load(),
-		"last_poll_seconds": time.Duration(s.stats.lastPoll.Load()).Seconds(),
-		"connected":         pollers > 0 && conns == pollers,
+		"server":             s.cfg.Address,
+		"ups_polled":         pollers,
+		"polls_total":        s.stats.polls.Load(),
+		"poll_errors_total":  s.stats.pollErrors.Load(),
+		"connects_total":     s.stats.connects.Load(),
+		"last_poll_seconds":  time.Duration(s.stats.lastPoll.Load()).Seconds(),
+		"connected":          pollers > 0 && conns == pollers,
+		"limit_errors_total": s.stats.limitErrors.Load(),
+		"ups_over_limit":     s.stats.overLimit.Load(),
+		"connections_open":   len(s.slots),
 	}
 }
 
@@ -226,7 +297,14 @@ type poller struct {
 	info   *bridge.Info
 	infoAt time.Time
 	commOK bool
+	// warnedAt is when a UPS never read yet was last reported unreadable:
+	// a server that fails every request is reported once a minute, not at
+	// every poll.
+	warnedAt time.Time
 }
+
+// warnEvery is how often a UPS that was never read is reported again.
+const warnEvery = time.Minute
 
 // poll runs one UPS's loop until ctx ends. unknown, when not nil, is told
 // that upsd no longer knows the UPS ("*" mode).
@@ -236,6 +314,7 @@ func (s *Source) poll(ctx context.Context, out chan<- bridge.Update, id, name st
 	defer s.stats.pollers.Add(-1)
 	defer p.closeConn()
 	attempt := 0
+	wireFails := 0 // polls in a row that failed on the wire
 	for ctx.Err() == nil {
 		if p.conn == nil {
 			c, err := s.connectPoller(ctx, name)
@@ -259,6 +338,9 @@ func (s *Source) poll(ctx context.Context, out chan<- bridge.Update, id, name st
 		interval := s.cfg.PollInterval
 		vars, err := p.listVar(ctx)
 		s.stats.lastPoll.Store(int64(time.Since(start)))
+		if errors.Is(err, client.ErrLimit) {
+			s.stats.limitErrors.Add(1)
+		}
 		if err != nil {
 			s.stats.pollErrors.Add(1)
 		} else {
@@ -266,7 +348,7 @@ func (s *Source) poll(ctx context.Context, out chan<- bridge.Update, id, name st
 		}
 		switch {
 		case err == nil:
-			attempt = 0
+			attempt, wireFails = 0, 0
 			if st := vars[bridge.VarStatus]; st == "WAIT" {
 				// upsd's placeholder before the driver's first dump: not a
 				// state, and the other variables are incomplete.
@@ -298,9 +380,15 @@ func (s *Source) poll(ctx context.Context, out chan<- bridge.Update, id, name st
 		default:
 			p.lost(ctx, out, err)
 			if p.conn.Err() != nil {
-				// The connection is gone: reconnect at once (an idle drop
-				// or a restarted upsd), backing off only if that fails.
+				// The connection is gone: reconnect at once after a good
+				// poll (an idle drop or a restarted upsd); when polls keep
+				// failing on the wire (a broken or hostile upsd), back off
+				// so that it costs no busy loop.
 				p.closeConn()
+				wireFails++
+				if wireFails > 1 && !sleep(ctx, s.backoff(wireFails-2)) {
+					return
+				}
 				continue
 			}
 		}
@@ -321,8 +409,9 @@ func (p *poller) closeConn() {
 
 // lost reports communication lost for the UPS.
 func (p *poller) lost(ctx context.Context, out chan<- bridge.Update, err error) {
-	if p.commOK || p.vars == nil {
+	if p.commOK || (p.vars == nil && time.Since(p.warnedAt) >= warnEvery) {
 		p.log.Warn("cannot read UPS", "err", err)
+		p.warnedAt = time.Now()
 	}
 	p.commOK = false
 	send(ctx, out, bridge.Update{Source: p.s.cfg.ID, UPS: p.id, Kind: bridge.CommLost, Time: time.Now(), Err: err})
@@ -356,7 +445,12 @@ func (p *poller) listVar(ctx context.Context) (bridge.Vars, error) {
 	var next bridge.Vars
 	var nextOrder []string
 	i := 0
+	maxVars := p.s.cfg.MaxVars
 	err := p.conn.ListVarFunc(ctx, p.name, func(name, value []byte) {
+		if i >= maxVars {
+			i++ // counted, not kept: the reading is refused below
+			return
+		}
 		if next == nil && i < len(order) && order[i] == string(name) && prev[order[i]] == string(value) {
 			i++
 			return
@@ -385,6 +479,9 @@ func (p *poller) listVar(ctx context.Context) (bridge.Vars, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if i > maxVars {
+		return nil, fmt.Errorf("LIST VAR %s at %s: %d variables, more than max_vars %d: %w", p.name, p.conn.Addr(), i, maxVars, client.ErrLimit)
 	}
 	if next == nil {
 		if i == len(order) && prev != nil {
@@ -543,6 +640,9 @@ func (s *Source) discover(ctx context.Context, out chan<- bridge.Update) error {
 		}
 		list, err := conn.ListUPS(ctx)
 		if err != nil {
+			if errors.Is(err, client.ErrLimit) {
+				s.stats.limitErrors.Add(1)
+			}
 			s.log.Warn("cannot list UPSes", "err", err)
 			if conn.Err() != nil {
 				conn.Close()
@@ -555,6 +655,17 @@ func (s *Source) discover(ctx context.Context, out chan<- bridge.Update) error {
 			continue
 		}
 		attempt = 0
+		if over := len(list) - s.cfg.MaxUPS; over > 0 {
+			// Keep the UPSes already polled, then the first names listed.
+			sort.SliceStable(list, func(i, j int) bool { return pollers[list[i].Name] != nil && pollers[list[j].Name] == nil })
+			if s.stats.overLimit.Swap(int64(over)) != int64(over) {
+				s.stats.limitErrors.Add(1)
+				s.log.Error("upsd lists more UPSes than max_ups; the rest are not polled", "listed", len(list), "max_ups", s.cfg.MaxUPS, "not_polled", over)
+			}
+			list = list[:s.cfg.MaxUPS]
+		} else {
+			s.stats.overLimit.Store(0)
+		}
 		seen := map[string]bool{}
 		for _, u := range list {
 			seen[u.Name] = true

@@ -17,6 +17,11 @@ var (
 	buildPath string
 	buildErr  error
 	buildOut  []byte
+
+	plainOnce sync.Once
+	plainPath string
+	plainErr  error
+	plainOut  []byte
 )
 
 // RepoRoot returns the repository root (where go.mod is).
@@ -52,6 +57,28 @@ func Binary(t testing.TB) string {
 	return buildPath
 }
 
+// PlainBinary builds the upsbridge binary without the race detector, once
+// per test process, for tests that measure the process itself (memory,
+// CPU): the detector multiplies both.
+func PlainBinary(t testing.TB) string {
+	t.Helper()
+	plainOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "upsbridge-plain-")
+		if err != nil {
+			plainErr = err
+			return
+		}
+		plainPath = filepath.Join(dir, "upsbridge")
+		cmd := exec.Command("go", "build", "-o", plainPath, "./cmd/upsbridge")
+		cmd.Dir = RepoRoot(t)
+		plainOut, plainErr = cmd.CombinedOutput()
+	})
+	if plainErr != nil {
+		t.Fatalf("build upsbridge: %v\n%s", plainErr, plainOut)
+	}
+	return plainPath
+}
+
 // Process is a running upsbridge.
 type Process struct {
 	cmd    *exec.Cmd
@@ -83,7 +110,12 @@ func (s *SafeBuffer) String() string {
 // logged if the test failed.
 func StartBridge(t testing.TB, configYAML string, args ...string) *Process {
 	t.Helper()
-	bin := Binary(t)
+	return StartBinary(t, Binary(t), configYAML, args...)
+}
+
+// StartBinary is StartBridge with a given binary (see PlainBinary).
+func StartBinary(t testing.TB, bin, configYAML string, args ...string) *Process {
+	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "upsbridge.yaml")
 	if err := os.WriteFile(cfg, []byte(configYAML), 0o600); err != nil {
 		t.Fatal(err)
@@ -129,8 +161,8 @@ func (p *Process) Stop(t testing.TB, timeout time.Duration) int {
 	}
 }
 
+// PID is the process id.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
-
-// PID returns the process id (to read its /proc figures).
-func (p *Process) PID() int { return p.cmd.Process.Pid }

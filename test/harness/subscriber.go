@@ -239,3 +239,13 @@ func PublishRetained(t testing.TB, s *Subscriber, topic, payload string) {
 		t.Fatalf("publish retained %s: %v", topic, err)
 	}
 }
+
+// PublishBytes publishes a payload with the given QoS on s's connection
+// and returns the error instead of failing the test (for floods, where the
+// broker may refuse some).
+func PublishBytes(s *Subscriber, topic string, payload []byte, qos byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := s.cm.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, QoS: qos})
+	return err
+}

@@ -28,6 +28,12 @@ import (
 // DefaultPort is upsd's IANA port.
 const DefaultPort = "3493"
 
+// Default bounds on one LIST reply (see Options).
+const (
+	DefaultMaxListLines        = 10000
+	DefaultMaxReplyBytes int64 = 1 << 20
+)
+
 // TLSMode says whether to upgrade the connection with STARTTLS.
 type TLSMode string
 
@@ -52,6 +58,14 @@ type Options struct {
 	// MaxLineLength is the longest response line accepted, LF included
 	// (default 4096; upsd itself never sends more than 512).
 	MaxLineLength int
+	// MaxListLines bounds the data lines of one LIST reply (default
+	// 10,000; the largest device in the NUT device dump library has 581
+	// variables). A longer reply fails with a *LimitError and closes the
+	// connection, so a server answering endlessly costs bounded memory.
+	MaxListLines int
+	// MaxReplyBytes bounds the bytes of one LIST reply, line ends included
+	// (default 1 MiB; the largest dump in that library is 17 KB).
+	MaxReplyBytes int64
 	// StartTLS selects STARTTLS (default off).
 	StartTLS TLSMode
 	// TLSConfig is used for STARTTLS. When nil, one is built from CAFile
@@ -75,6 +89,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxLineLength <= 0 {
 		o.MaxLineLength = 4096
+	}
+	if o.MaxListLines <= 0 {
+		o.MaxListLines = DefaultMaxListLines
+	}
+	if o.MaxReplyBytes <= 0 {
+		o.MaxReplyBytes = DefaultMaxReplyBytes
 	}
 	if o.StartTLS == "" {
 		o.StartTLS = TLSOff
@@ -409,11 +429,22 @@ func (c *Conn) list(ctx context.Context, args []string, each func(words [][]byte
 		typ := args[0]
 		echo := args[1:]
 		var cbErr error
+		lines, size := 0, int64(len(line)+1)
 		for {
 			line, err := c.readLine()
 			if err != nil {
 				return err
 			}
+			// Bounds before anything is kept: the stream is abandoned (the
+			// connection closes), since upsd may never send END.
+			size += int64(len(line) + 1)
+			if size > c.opts.MaxReplyBytes {
+				return &LimitError{Request: label, What: "bytes in one reply", Limit: c.opts.MaxReplyBytes}
+			}
+			if lines >= c.opts.MaxListLines && !(len(line) >= 8 && eqFold(line[:8], "END LIST")) {
+				return &LimitError{Request: label, What: "lines in one LIST reply", Limit: int64(c.opts.MaxListLines)}
+			}
+			lines++
 			f, err := splitLine(line, c.fields)
 			c.fields = f
 			if err != nil {

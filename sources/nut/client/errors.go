@@ -130,6 +130,24 @@ var (
 	ErrLineTooLong = errors.New("response line from upsd too long")
 )
 
+// ErrLimit is matched (errors.Is) by every *LimitError.
+var ErrLimit = errors.New("reply from upsd exceeds a limit")
+
+// LimitError is a reply larger than a bound of Options. The connection is
+// closed, because the rest of the reply was not read.
+type LimitError struct {
+	Request string // e.g. "LIST VAR ups"
+	What    string // what was counted: "lines in one LIST reply", "bytes in one reply"
+	Limit   int64
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("answer to %s has more than %d %s: refused (a broken or hostile upsd?)", e.Request, e.Limit, e.What)
+}
+
+// Is makes errors.Is(err, ErrLimit) true.
+func (e *LimitError) Is(target error) bool { return target == ErrLimit }
+
 // UnexpectedError is a response that is not what the request calls for.
 // The connection is closed, because the stream may be out of step.
 type UnexpectedError struct {

@@ -13,21 +13,28 @@ import (
 // connection it sees as interactive. Quick ACKs remove the stall (measured
 // on upsd 2.8.0 over loopback: 44 ms -> 0.25 ms per LIST).
 type quickAckConn struct {
-	*net.TCPConn
+	net.Conn
 	rc  syscall.RawConn
 	arm func(fd uintptr) // preallocated so a read does not allocate
 }
 
+// newQuickAckConn wraps a TCP connection, or a wrapper of one that exposes
+// its socket (SyscallConn); other connections get nil.
 func newQuickAckConn(nc net.Conn) net.Conn {
-	tc, ok := nc.(*net.TCPConn)
+	sc, ok := nc.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	})
 	if !ok {
 		return nil
 	}
-	rc, err := tc.SyscallConn()
+	if _, isTCP := nc.LocalAddr().(*net.TCPAddr); !isTCP {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return nil
 	}
-	q := &quickAckConn{TCPConn: tc, rc: rc}
+	q := &quickAckConn{Conn: nc, rc: rc}
 	q.arm = func(fd uintptr) {
 		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 1)
 	}
@@ -36,7 +43,7 @@ func newQuickAckConn(nc net.Conn) net.Conn {
 
 func (q *quickAckConn) Read(b []byte) (int, error) {
 	_ = q.rc.Control(q.arm)
-	n, err := q.TCPConn.Read(b)
+	n, err := q.Conn.Read(b)
 	_ = q.rc.Control(q.arm)
 	return n, err
 }

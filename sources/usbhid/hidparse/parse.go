@@ -137,7 +137,14 @@ const (
 	maxReportSize  = 64 // we extract into int64; wider fields are skipped
 	maxDepth       = 32
 	maxStack       = 32
+	// MaxReportBytes is the longest report on the wire, id byte included:
+	// GET_REPORT's wLength is 16 bits, so no USB device can send more.
+	MaxReportBytes = 65535
 )
+
+// ErrReportTooLong is wrapped by Parse errors for a report whose declared
+// length passes MaxReportBytes.
+var ErrReportTooLong = errors.New("report longer than USB allows")
 
 // ErrTruncated is wrapped by Parse errors for an item running past the end.
 var ErrTruncated = errors.New("item runs past the end of the descriptor")
@@ -355,7 +362,13 @@ func addMain(d *Descriptor, rt ReportType, flags uint32, g *globals, l *locals, 
 		}
 	}
 	base := offsets[key]
-	offsets[key] = base + count*size
+	// In int64 so that no sum can overflow an int on 32-bit builds; one
+	// byte is kept for the report id, which may be declared later.
+	end := int64(base) + int64(count)*int64(size)
+	if end > (MaxReportBytes-1)*8 {
+		return fmt.Errorf("%s report %d: %w: it declares %d bits, more than %d bytes with its id byte", rt, g.reportID, ErrReportTooLong, end, MaxReportBytes)
+	}
+	offsets[key] = int(end)
 	d.ReportBits[key] = offsets[key]
 	if len(usages) == 0 {
 		return nil // padding: a constant without a usage, or nothing to name

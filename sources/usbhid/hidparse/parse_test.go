@@ -2,6 +2,7 @@ package hidparse
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -251,5 +252,49 @@ func BenchmarkParseLargest(b *testing.B) {
 		if _, err := Parse(largest); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestReportLengthBound: a descriptor cannot declare a report longer than
+// USB can carry, in one item or summed over many, and the error names the
+// report; the largest accepted report stays within MaxReportBytes.
+func TestReportLengthBound(t *testing.T) {
+	head := []byte{0x05, 0x84, 0x09, 0x04, 0xA1, 0x01, 0x85, 0x07, 0x09, 0x30}
+	item := func(size, count int) []byte {
+		return []byte{0x75, byte(size), 0x96, byte(count), byte(count >> 8), 0xB1, 0x02}
+	}
+	rep := func(n int, it []byte) []byte {
+		b := append([]byte(nil), head...)
+		for range n {
+			b = append(b, it...)
+		}
+		return b
+	}
+	tests := []struct {
+		name    string
+		desc    []byte
+		wantErr bool
+	}{
+		{"one item of 1 Mbit", append(append([]byte(nil), head...), 0x76, 0x00, 0x01, 0x96, 0x00, 0x10, 0xB1, 0x02), true},
+		{"16 items of 4 KiB", rep(16, item(8, 4096)), true},
+		{"15 items of 4 KiB", rep(15, item(8, 4096)), false},
+		{"64 KiB descriptor of 2 KiB items", rep(65536/len(item(8, 2048)), item(8, 2048)), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := Parse(tt.desc)
+			if tt.wantErr {
+				if !errors.Is(err, ErrReportTooLong) || !strings.Contains(err.Error(), "Feature report 7") {
+					t.Fatalf("err = %v, want ErrReportTooLong naming Feature report 7", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := d.ReportLen(ReportKey{Feature, 7}); n > MaxReportBytes || n < 15*4096 {
+				t.Fatalf("ReportLen = %d", n)
+			}
+		})
 	}
 }

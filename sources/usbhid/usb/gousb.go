@@ -228,6 +228,9 @@ func (t *gousbTransport) GetReport(ctx context.Context, typ, id uint8, length in
 	if length <= 0 {
 		length = 64
 	}
+	if length > 65535 { // wLength is 16 bits: never allocate more
+		return nil, fmt.Errorf("GET_REPORT type %d id 0x%02x: length %d is more than USB's 65535", typ, id, length)
+	}
 	buf := make([]byte, length)
 	n, err := t.control(ctx, 0xA1, 0x01, uint16(typ)<<8|uint16(id), 0, buf)
 	if err != nil {

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every Go fuzz target for a short time (FUZZTIME, default 10s) and
+# prints the executions of each. A failure prints the fuzzer's output and
+# exits 1; Go has then written the crashing input under the package's
+# testdata/fuzz/<Target>/, where it belongs as a regression case (commit it
+# with the fix). Usage: bash test/fuzz.sh [target-name-regexp]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzztime=${FUZZTIME:-10s}
+only=${1:-.}
+
+# package target
+targets=(
+	"./sources/nut/client FuzzSplitLine"
+	"./sources/nut/client FuzzQuote"
+	"./sources/nut/client FuzzListReply"
+	"./sources/usbhid/hidparse FuzzParse"
+	"./sources/usbhid/hidmap FuzzDecode"
+	"./bridge FuzzParseStatus"
+	"./config FuzzLoad"
+	"./config/upsmon FuzzConvert"
+	"./mqttwire FuzzDecodeState"
+	"./mqttwire FuzzDecodeEvent"
+	"./mqttwire FuzzDecodeAgent"
+	"./mqttwire FuzzParseTopic"
+	"./sources/mqtt FuzzParseState"
+	"./sinks/mqtt FuzzDiscoveryOwned"
+	"./sinks/notify FuzzServiceResponse"
+	"./sinks/httpapi FuzzWriter"
+)
+
+# Every Fuzz function in the repository must be listed above.
+listed=$(printf '%s\n' "${targets[@]}" | awk '{print $2}' | sort)
+found=$(grep -rhoE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sed 's/^func //' | sort)
+if [ "$listed" != "$found" ]; then
+	echo "fuzz.sh: the target list differs from the Fuzz functions in the repository:"
+	diff <(echo "$listed") <(echo "$found") || true
+	exit 1
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+failed=0
+total=0
+printf '%-22s %-28s %12s\n' target package executions
+for t in "${targets[@]}"; do
+	read -r pkg name <<<"$t"
+	[[ $name =~ $only ]] || continue
+	if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 1s "$pkg" >"$log" 2>&1; then
+		execs=$(grep -oE 'execs: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
+		printf '%-22s %-28s %12s\n' "$name" "$pkg" "${execs:-?}"
+		total=$((total + ${execs:-0}))
+	else
+		printf '%-22s %-28s %12s\n' "$name" "$pkg" FAILED
+		sed -n '1,80p' "$log"
+		failed=1
+	fi
+done
+echo "fuzz: $total executions in all ($fuzztime per target)"
+exit "$failed"
