@@ -320,6 +320,15 @@ func (a *mxAgent) poweroffAt(want time.Time, why string) time.Time {
 	a.r.t.Logf("outcome: power-off %s; at T%+.2fs of the expected time (%s)", a.id, d.Seconds(), why)
 	mxResult(a.r.t, fmt.Sprintf("power-off at T%+.2fs (%s)", d.Seconds(), why))
 	if d < -mxTolerance || d > mxTolerance {
+		var b strings.Builder
+		for _, m := range a.r.sub.Messages() {
+			if strings.HasPrefix(m.Topic, "ub/ups/") && strings.HasSuffix(m.Topic, "/state") {
+				if p := prState(m.Payload); p != nil {
+					fmt.Fprintf(&b, "  %s %s seq %d status %q critical %v comm_ok %v retained %v\n", m.At.Format("15:04:05.000"), m.Topic, p.Seq, p.Status, p.Critical, p.CommOK, m.Retained)
+				}
+			}
+		}
+		a.r.t.Logf("states seen:\n%s", b.String())
 		a.r.t.Fatalf("power-off at %s, want %s ± %s (%s)\nagent output:\n%s", got.Format("15:04:05.000"), want.Format("15:04:05.000"), mxTolerance, why, a.out())
 	}
 	return got
@@ -401,15 +410,18 @@ func TestAgentMatrix(t *testing.T) {
 		t.Parallel()
 		r := newMx(t)
 		r.bridge("b1", "")
-		a := r.agent("a1", r.mxBase(mxFarStage)).start()
+		// dead_time 8 s: the blip (2 s) plus both clients' reconnect
+		// backoff stay well inside it.
+		const deadTime = 8 * time.Second
+		a := r.agent("a1", strings.Replace(r.mxBase(mxFarStage), "dead_time: "+mxDeadTime.String(), "dead_time: "+deadTime.String(), 1)).start()
 		r.setStatus("dummy", "nut1", "OB DISCHRG", 3000)
 		a.waitStatus(time.Now().Add(-2*time.Second), 10*time.Second, func(st mqttwire.AgentState) bool { return st.Status == mqttwire.AgentOnBattery })
-		// The broker goes away for less than dead_time, then comes back
-		// (empty: no persistence); the bridge reconnects and publishes.
+		// The broker goes away for 2 s, then comes back (empty: no
+		// persistence); the bridge reconnects and publishes.
 		r.mq.Stop()
-		time.Sleep(mxDeadTime / 2)
+		time.Sleep(2 * time.Second)
 		r.mq.Start()
-		a.noPoweroff(mxDeadTime+3*time.Second, "a comm blip of dead_time/2 on battery")
+		a.noPoweroff(deadTime+3*time.Second, "a comm blip of 2 s on battery, dead_time 8 s")
 	})
 
 	t.Run("ob_lb", func(t *testing.T) {
@@ -480,6 +492,7 @@ func TestAgentMatrix(t *testing.T) {
 		r := newMx(t)
 		br := r.bridge("b1", "")
 		a := r.agent("a1", strings.Replace(r.mxBase(mxFarStage), "max_state_age: 30s", "max_state_age: 4s", 1)).start()
+		a.waitStatus(time.Now().Add(-5*time.Second), 10*time.Second, func(st mqttwire.AgentState) bool { return st.Protected })
 		br.Kill()
 		killed := time.Now()
 		a.noPoweroff(mxDeadTime+2*time.Second, "bridge dead on mains")
@@ -701,7 +714,7 @@ func TestAgentMatrix(t *testing.T) {
 	t.Run("primary_kill_power_after_10s_final_stage", func(t *testing.T) {
 		t.Parallel()
 		r := newMx(t)
-		br := r.bridge("b1", "host_sync: 2s, max_wait: 1m, final_delay: 1s, kill_power: true, kill_power_delay: 45s", mxSource{ups: "nut1", name: "dummy", primary: true})
+		br := r.bridge("b1", "host_sync: 6s, max_wait: 1m, final_delay: 1s, kill_power: true, kill_power_delay: 45s", mxSource{ups: "nut1", name: "dummy", primary: true})
 		a := r.agent("a1", r.mxBase(""))
 		slow := filepath.Join(a.dir, "final.sh")
 		if err := os.WriteFile(slow, []byte(fmt.Sprintf("#!/bin/sh\n%s final-start\nsleep 10\n%s final-end\n", filepath.Join(a.dir, "rec.sh"), filepath.Join(a.dir, "rec.sh"))), 0o755); err != nil {

@@ -186,8 +186,12 @@ func (in *Intake) Take(buf []news.News) []news.News {
 }
 
 // Orders returns the highest order accepted per UPS (including those given
-// in Options.Known), for the agent's state file.
+// in Options.Known), for the agent's state file. A nil intake (not built
+// yet) has none.
 func (in *Intake) Orders() map[string]mqttwire.Order {
+	if in == nil {
+		return nil
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	out := make(map[string]mqttwire.Order, len(in.chk.supplies))
