@@ -62,9 +62,10 @@ type Options struct {
 	// Known are the highest orders accepted per UPS in an earlier run (the
 	// agent's state file): anything not after them is a replay.
 	Known map[string]mqttwire.Order
-	// QoS of the subscriptions (default 0, see docs/agent.md: with QoS 1
-	// a flood of QoS 1 junk fills the broker's per-client queue and the
-	// broker drops what follows, real states included).
+	// QoS of the subscriptions (default 0). mosquitto drops messages for a
+	// client whose outgoing queue is full whatever their QoS, so QoS 1
+	// does not keep a real state from being dropped under a flood (see
+	// docs/security.md); it only adds acknowledgements.
 	QoS byte
 	// ConflictWindow: a state from a second bridge while the first
 	// published within this window is a conflict (default 1 min).
