@@ -87,6 +87,11 @@ type Options struct {
 // this client instead of sending them (MQTT v5 Maximum Packet Size).
 const MaxPacket = mqttwire.MaxPayload + 1024
 
+// ReceiveMaximum bounds the messages read from the broker and waiting for
+// the checks: at most ReceiveMaximum × MaxPacket bytes (16 MiB), whatever
+// arrives. A backlog stays in the socket and the broker.
+const ReceiveMaximum = 64
+
 // Intake reads and checks the news of an agent's supplies.
 type Intake struct {
 	opts Options
@@ -156,6 +161,9 @@ func New(opts Options) (*Intake, error) {
 	}
 	if opts.Conn.MaxPacketSize == 0 {
 		opts.Conn.MaxPacketSize = MaxPacket
+	}
+	if opts.Conn.ReceiveMaximum == 0 {
+		opts.Conn.ReceiveMaximum = ReceiveMaximum
 	}
 	opts.Conn.BufferedRead = true
 	in := &Intake{

@@ -38,6 +38,12 @@ type ConnOptions struct {
 	// then drops larger messages for this client instead of sending them,
 	// so a hostile publisher cannot make the client read huge payloads.
 	MaxPacketSize uint32
+	// ReceiveMaximum, when not 0, is announced to the broker (MQTT v5
+	// Receive Maximum) and bounds the client's queue of received messages
+	// waiting for the handler (65535 otherwise): with it, a slow handler
+	// holds at most that many messages in memory and a backlog stays in
+	// the socket and the broker.
+	ReceiveMaximum uint16
 	// BufferedRead reads the connection through a buffer (tcp and tls
 	// schemes): the MQTT client reads each packet in several small reads,
 	// a system call each without it, which caps how many messages per
@@ -141,13 +147,18 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 		},
 		ClientConfig: paho.ClientConfig{ClientID: o.ClientID},
 	}
-	if o.MaxPacketSize > 0 {
-		size := o.MaxPacketSize
+	if o.MaxPacketSize > 0 || o.ReceiveMaximum > 0 {
+		size, recv := o.MaxPacketSize, o.ReceiveMaximum
 		cfg.ConnectPacketBuilder = func(c *paho.Connect, _ *url.URL) (*paho.Connect, error) {
 			if c.Properties == nil {
 				c.Properties = &paho.ConnectProperties{}
 			}
-			c.Properties.MaximumPacketSize = &size
+			if size > 0 {
+				c.Properties.MaximumPacketSize = &size
+			}
+			if recv > 0 {
+				c.Properties.ReceiveMaximum = &recv
+			}
 			return c, nil
 		}
 	}
