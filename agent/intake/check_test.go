@@ -368,3 +368,23 @@ func BenchmarkHandle(b *testing.B) {
 		}
 	})
 }
+
+func TestStats(t *testing.T) {
+	in, err := New(Options{TopicPrefix: "ub", Supplies: []Supply{{UPS: "ups1"}}, Verifier: signing.NewVerifier(testPub), RequireSigned: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Handle(stateTopic, enc(t, st(seq(2)), testPriv), false)
+	in.Handle(stateTopic, enc(t, st(seq(1)), testPriv), false)
+	in.Handle(stateTopic, []byte("junk"), false)
+	st := in.Stats()
+	want := map[string]uint64{"intake_accepted_total": 1, "intake_dropped_replay_total": 1, "intake_dropped_unsigned_total": 1, "intake_dropped_skew_total": 0}
+	for k, v := range want {
+		if st[k] != v {
+			t.Errorf("%s = %v, want %d (all: %v)", k, st[k], v, st)
+		}
+	}
+	if len(st) != int(numReasons) {
+		t.Errorf("%d keys, want one per reason and accepted: %v", len(st), st)
+	}
+}

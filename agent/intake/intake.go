@@ -222,6 +222,19 @@ func (in *Intake) Counts() Counts {
 	return c
 }
 
+// Stats reports the counters under keys the HTTP endpoint exports as
+// counters (bridge.StatsReporter): intake_accepted_total and
+// intake_dropped_<reason>_total for every reason (malformed, unsigned,
+// bad_signature, replay, skew, unknown_bridge, conflict).
+func (in *Intake) Stats() map[string]any {
+	c := in.Counts()
+	out := map[string]any{"intake_accepted_total": c.Accepted}
+	for r := ReasonMalformed; r < numReasons; r++ {
+		out["intake_dropped_"+r.String()+"_total"] = c.Dropped[r]
+	}
+	return out
+}
+
 // put stores n in its slot; called with mu held.
 func (in *Intake) put(n news.News) {
 	var id string
