@@ -223,6 +223,22 @@ func TestFaultMatrix(t *testing.T) {
 			until: 5 * time.Minute},
 		{name: "no state since start: hold",
 			until: 30 * time.Minute},
+		{name: "two bridges publishing one UPS id: warned once, nothing acted on",
+			steps: cat(every(0, time.Minute, 5*time.Second, mains),
+				[]step{at(20*time.Second, news.News{Kind: news.KindConflict, UPS: "ups1", Live: true, Detail: "ups ups1 published by bridges nas and nas2"}),
+					at(40*time.Second, news.News{Kind: news.KindConflict, UPS: "ups1", Live: true, Detail: "ups ups1 published by bridges nas and nas2"})}),
+			until: 2 * time.Minute,
+			after: func(t *testing.T, r *run) {
+				n := 0
+				for _, e := range r.pub.events {
+					if e.Type == mqttwire.AgentEventWarn && strings.Contains(e.Message, "published by bridges nas and nas2") {
+						n++
+					}
+				}
+				if n != 1 {
+					t.Errorf("%d WARN events about the conflict, want 1", n)
+				}
+			}},
 		{name: "a state from another bridge than the pinned one is ignored",
 			cfg:   policyCfg(policy.Supply{UPS: "ups1", Power: 1, Bridge: "other"}),
 			steps: cat(every(0, time.Minute, 5*time.Second, mains), []step{at(time.Minute, ob("ups1", "LB"))}),

@@ -188,7 +188,6 @@ type Policy struct {
 	// informational: the broker connection and bridges' availability.
 	disconnected bool
 	bridges      map[string]bool // bridge id -> online
-	conflicts    map[string]string
 	prog         Progress
 	changed      bool // progress changed since the last TakeProgress
 	// resumeFinal: the final stage had started before a restart and is
@@ -203,7 +202,7 @@ func New(cfg Config, now Now, prog Progress) *Policy {
 		cfg.Stages = append(slices.Clone(cfg.Stages), Stage{Name: "poweroff", Final: true})
 	}
 	p := &Policy{cfg: cfg, start: now.Mono, byUPS: map[string]*supply{}, bridges: map[string]bool{},
-		conflicts: map[string]string{}, warned: map[string]string{}, prog: prog}
+		warned: map[string]string{}, prog: prog}
 	p.prog.Ran = slices.Clone(prog.Ran)
 	p.resumeFinal = prog.Final
 	for _, s := range cfg.Supplies {
@@ -230,8 +229,9 @@ func (p *Policy) Observe(n news.News, at time.Duration) []Action {
 			s.upsOffline = !n.Online
 		}
 	case news.KindConflict:
-		p.conflicts[n.UPS] = n.Detail
-		return []Action{{Kind: ActWarn, UPS: n.UPS, Reason: "two bridges publish one UPS id: " + n.Detail}}
+		// Given once per distinct conflict (the intake rate-limits and
+		// logs every occurrence).
+		return p.warn(nil, "conflict "+n.UPS, n.UPS, "two bridges publish one UPS id: "+n.Detail)
 	case news.KindState:
 		s := p.byUPS[n.UPS]
 		if s == nil {
@@ -552,9 +552,14 @@ func (p *Policy) Protected(now time.Duration) (bool, string) {
 	var why []string
 	for _, s := range p.sorted() {
 		switch {
-		case !s.hasGood:
+		case !s.live:
 			why = append(why, fmt.Sprintf("ups %s: no live state since start", s.spec.UPS))
-		case now-s.goodAt > p.cfg.MaxStateAge:
+		case !s.hasGood:
+			why = append(why, fmt.Sprintf("ups %s: bridge %s has not reached the UPS since start (comm_ok false)", s.spec.UPS, s.lastLive.Bridge))
+		case now-s.goodAt <= p.cfg.MaxStateAge:
+		case !s.lastLive.CommOK:
+			why = append(why, fmt.Sprintf("ups %s: bridge %s has lost the UPS (comm_ok false) for more than max_state_age %s", s.spec.UPS, s.lastLive.Bridge, p.cfg.MaxStateAge))
+		default:
 			why = append(why, fmt.Sprintf("ups %s: no live state for more than max_state_age %s", s.spec.UPS, p.cfg.MaxStateAge))
 		}
 	}
@@ -735,6 +740,12 @@ func (p *Policy) NextDeadline(now time.Duration) (next time.Duration, ok bool) {
 			consider(s.goodAt + p.cfg.MaxStateAge + 1)
 		}
 	}
-	consider(p.start + p.cfg.DeadTime)
+	for _, s := range p.supplies {
+		if !s.live {
+			// The warning about a supply without live news since start.
+			consider(p.start + p.cfg.DeadTime)
+			break
+		}
+	}
 	return next, ok
 }

@@ -1,6 +1,7 @@
 package statefile
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,4 +100,29 @@ func TestSaveAtomic(t *testing.T) {
 	if err != nil || got.Orders["u"].Seq != 2 {
 		t.Fatalf("load after saves: %+v, %v", got, err)
 	}
+}
+
+// FuzzLoad: whatever is in state_file, Load returns an error or a result,
+// never panics, and never resumes progress of another mode or boot.
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte(`{"agent":"a","boot_id":"b1","mode":"real","progress":{"outage":true,"outage_start_mono_ns":300000000000,"ran":["shed"],"final_started":true},"orders":{"ups1":{"Epoch":1700000000000,"Seq":42}}}`))
+	f.Add([]byte(`{"agent":"a","boot_id":"b1","mode":"dry_run","progress":{"outage":true}}`))
+	f.Add([]byte(`{}`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "agent.json")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Load(path, "a", "b1", ModeReal)
+		if err != nil {
+			return
+		}
+		if got.Progress.Outage || got.Progress.Final {
+			var raw File
+			if jerr := json.Unmarshal(data, &raw); jerr != nil || raw.Mode != ModeReal || raw.BootID != "b1" || raw.Agent != "a" {
+				t.Fatalf("resumed progress from %q", data)
+			}
+		}
+	})
 }

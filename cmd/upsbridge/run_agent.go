@@ -70,12 +70,21 @@ func startAgent(r *runState) error {
 	// intake needs for its replay check.
 	var in *intake.Intake
 	publish := func(ctx context.Context, topic string, payload []byte, retain bool) error {
+		if in == nil {
+			return fmt.Errorf("publish %s: the agent's connection is not set up yet", topic)
+		}
 		return in.Publish(ctx, topic, payload, retain)
+	}
+	orders := func() map[string]mqttwire.Order {
+		if in == nil {
+			return nil // New may rewrite state_file before the intake exists
+		}
+		return in.Orders()
 	}
 	ag, err := agent.New(agent.Options{
 		ID: a.ID, TopicPrefix: prefix, Policy: a.PolicyConfig(), FinalDelay: a.FinalDelayValue(), DryRun: a.DryRun,
 		StateFile: a.StateFile, BootID: statefile.BootID(), Exec: exec, Publish: publish,
-		Orders: func() map[string]mqttwire.Order { return in.Orders() }, Logger: r.log, // New adds the agent id
+		Orders: orders, Logger: r.log, // New adds the agent id
 	})
 	if err != nil {
 		return err
