@@ -17,6 +17,8 @@ import (
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/upsbridge/upsbridge/bridge"
 )
 
 // EnvPrefix starts every environment variable the configuration reads;
@@ -58,7 +60,44 @@ type MQTT struct {
 	PasswordFile string `koanf:"password_file"`
 	TLS          TLS    `koanf:"tls"`
 	TopicPrefix  string `koanf:"topic_prefix"`
+	// Commands says which commands and variable writes MQTT may ask for.
+	Commands Commands `koanf:"commands"`
+	// Broker secures the embedded broker (url: embedded).
+	Broker Broker `koanf:"broker"`
 }
+
+// Commands is the policy for instant commands and variable writes that
+// arrive over MQTT. It is closed by default: no variable may be written,
+// and nothing that cuts the load or changes shutdown timing may run.
+type Commands struct {
+	// AllowSet lists the variables that may be written over MQTT.
+	AllowSet []string `koanf:"allow_set"`
+	// AllowDangerous lists, by name, the commands and variables that cut the
+	// load or change shutdown timing (load.off*, shutdown.*, ups.delay.*,
+	// battery.charge.low, battery.runtime.low) that MQTT may use.
+	AllowDangerous []string `koanf:"allow_dangerous"`
+}
+
+// Broker configures who may use the embedded broker.
+type Broker struct {
+	// Users may connect with a password; each gets its role's ACL.
+	Users []BrokerUser `koanf:"users"`
+	// AllowAnonymous lets clients without a user name connect with full
+	// access. It is required to listen beyond loopback without users.
+	AllowAnonymous bool `koanf:"allow_anonymous"`
+}
+
+// BrokerUser is one account of the embedded broker.
+type BrokerUser struct {
+	Name         string `koanf:"name"`
+	Password     Secret `koanf:"password"`
+	PasswordFile string `koanf:"password_file"`
+	// Role is bridge, agent (name = the agent's id), homeassistant or reader.
+	Role string `koanf:"role"`
+}
+
+// BrokerRoles are the roles of embedded broker users.
+var BrokerRoles = []string{"bridge", "agent", "homeassistant", "reader"}
 
 // TLS configures TLS to the broker.
 type TLS struct {
@@ -112,6 +151,10 @@ type HASS struct {
 // HTTP configures the metrics and health endpoint.
 type HTTP struct {
 	Listen string `koanf:"listen"` // empty: off
+	// Token, when set, is required as "Authorization: Bearer <token>" on
+	// every path but /healthz.
+	Token     Secret `koanf:"token"`
+	TokenFile string `koanf:"token_file"`
 }
 
 // SourceCommon holds the keys every source has. Source specs embed it.
@@ -247,6 +290,7 @@ func (c *Config) Validate() []FieldError {
 			errs = append(errs, Errorf("http.listen", "must be host:port, got %q", c.HTTP.Listen))
 		}
 	}
+	errs = append(errs, Prefix("http", ResolveSecret(&c.HTTP.Token, c.HTTP.TokenFile, "token"))...)
 	errs = append(errs, validateTyped("sources", c.Sources, true)...)
 	errs = append(errs, validateTyped("notify", c.Notify, false)...)
 	if v, ok := c.Agent.(Validator); ok {
@@ -279,6 +323,10 @@ func (m *MQTT) validate() []FieldError {
 		errs = append(errs, Errorf("topic_prefix", "must be a topic without wildcards or leading/trailing '/', got %q", m.TopicPrefix))
 	}
 	errs = append(errs, ResolveSecret(&m.Password, m.PasswordFile, "password")...)
+	errs = append(errs, Prefix("commands", m.Commands.validate())...)
+	if m.URL == "embedded" {
+		errs = append(errs, m.validateBroker()...)
+	}
 	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
 		errs = append(errs, Errorf("tls", "cert_file and key_file go together"))
 	}
@@ -363,4 +411,95 @@ func AsErrors(err error) (Errors, bool) {
 	var e Errors
 	ok := errors.As(err, &e)
 	return e, ok
+}
+
+// validName is a NUT command or variable name: dotted, lower case.
+var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+func (c *Commands) validate() []FieldError {
+	var errs []FieldError
+	for i, n := range c.AllowSet {
+		if !validName.MatchString(n) {
+			errs = append(errs, Errorf(fmt.Sprintf("allow_set[%d]", i), "must be a NUT variable name such as ups.delay.start, got %q", n))
+		}
+	}
+	for i, n := range c.AllowDangerous {
+		key := fmt.Sprintf("allow_dangerous[%d]", i)
+		switch {
+		case !validName.MatchString(n):
+			errs = append(errs, Errorf(key, "must be a NUT command or variable name such as load.off, got %q", n))
+		case !bridge.ControlsShutdown(n):
+			errs = append(errs, Errorf(key, "%q neither cuts the load nor changes shutdown timing; list only load.off*, shutdown.*, ups.delay.*, battery.charge.low or battery.runtime.low here", n))
+		case isShutdownVariable(n) && !contains(c.AllowSet, n):
+			errs = append(errs, Errorf(key, "%q is a variable: list it in mqtt.commands.allow_set too", n))
+		}
+	}
+	return errs
+}
+
+// isShutdownVariable tells the variables among bridge.ControlsShutdown's
+// names: they must also be in allow_set.
+func isShutdownVariable(n string) bool {
+	return bridge.ControlsShutdown(n) && !strings.HasPrefix(n, "load.") && !strings.HasPrefix(n, "shutdown.")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// IsLoopbackListen reports whether a listen address (host:port) is reachable
+// from this machine only: 127.0.0.0/8, ::1 or "localhost". An empty host
+// (":1883") listens on every address.
+func IsLoopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// validateBroker checks the embedded broker's users: beyond loopback it
+// needs users unless allow_anonymous says otherwise.
+func (m *MQTT) validateBroker() []FieldError {
+	var errs []FieldError
+	b := &m.Broker
+	if len(b.Users) == 0 && !b.AllowAnonymous && !IsLoopbackListen(m.Listen) {
+		errs = append(errs, Errorf("listen", "the embedded broker on %q is reachable beyond this machine: add users under mqtt.broker.users (with roles bridge, agent, homeassistant, reader), or set mqtt.broker.allow_anonymous: true to let anyone read and write every topic", m.Listen))
+	}
+	seen := map[string]int{}
+	for i := range b.Users {
+		u := &b.Users[i]
+		key := fmt.Sprintf("broker.users[%d]", i)
+		switch {
+		case u.Name == "":
+			errs = append(errs, Errorf(key+".name", "is required"))
+		case strings.ContainsAny(u.Name, "+#/") || len(u.Name) > 64:
+			errs = append(errs, Errorf(key+".name", "must be at most 64 characters without '+', '#' or '/', got %q", u.Name))
+		default:
+			if j, dup := seen[u.Name]; dup {
+				errs = append(errs, Errorf(key+".name", "%q is already the name of broker.users[%d]", u.Name, j))
+			}
+			seen[u.Name] = i
+		}
+		if !contains(BrokerRoles, u.Role) {
+			errs = append(errs, Errorf(key+".role", "must be one of %s, got %q", strings.Join(BrokerRoles, ", "), u.Role))
+		} else if u.Role == "agent" && !IDPattern.MatchString(u.Name) {
+			errs = append(errs, Errorf(key+".name", "an agent's user name is its agent.id and must match %s, got %q", IDPattern, u.Name))
+		}
+		if perr := ResolveSecret(&u.Password, u.PasswordFile, "password"); len(perr) > 0 {
+			errs = append(errs, Prefix(key, perr)...)
+		} else if u.Password == "" {
+			errs = append(errs, Errorf(key+".password", "is required (or password_file)"))
+		}
+	}
+	return errs
 }

@@ -38,9 +38,10 @@ type Options struct {
 	// DeviceMode publishes one device-based config per device
 	// (<prefix>/device/<id>/config, HA ≥ 2024.12) instead of one per entity.
 	DeviceMode bool
-	// DangerousCommands adds buttons for commands that can cut power
-	// (bridge.IsDangerousCommand); they are still disabled by default.
-	DangerousCommands bool
+	// Policy says which instant commands get buttons and which writable
+	// variables get selects and numbers: only what MQTT would accept.
+	// Buttons for commands that can cut power are disabled by default.
+	Policy bridge.CommandPolicy
 	// Origin is the origin block of every config.
 	Origin Origin
 }
@@ -511,17 +512,17 @@ func UPSDevice(o Options, st *bridge.State) *Device {
 }
 
 // addControls adds buttons for the instant commands the policy allows and
-// select/number entities for ENUM/RANGE writable variables.
+// select/number entities for the ENUM/RANGE writable variables it allows.
 func addControls(o Options, st *bridge.State, add func(component, key string, c map[string]any)) {
 	cmdTopic := o.upsTopic(st.UPS, "command")
 	for _, c := range st.Info.Commands {
 		if !validVarName(c.Name) {
 			continue
 		}
-		dangerous := bridge.IsDangerousCommand(c.Name)
-		if dangerous && !o.DangerousCommands {
+		if o.Policy.CheckCommand(c.Name) != nil {
 			continue
 		}
+		dangerous := bridge.IsDangerousCommand(c.Name) || bridge.ControlsShutdown(c.Name)
 		cfg := map[string]any{
 			"name":            commandName(c.Name),
 			"command_topic":   cmdTopic,
@@ -536,7 +537,7 @@ func addControls(o Options, st *bridge.State, add func(component, key string, c 
 			delete(cfg, "icon")
 		}
 		if dangerous {
-			// Allowed by hass.dangerous_commands, and still opt-in per entity.
+			// Allowed by the policy, and still opt-in per entity.
 			cfg["enabled_by_default"] = false
 		}
 		add("button", "cmd_"+Slug(c.Name), cfg)
@@ -544,7 +545,7 @@ func addControls(o Options, st *bridge.State, add func(component, key string, c 
 	setTopic := o.upsTopic(st.UPS, "set")
 	stateTopic := o.upsTopic(st.UPS, "state")
 	for _, w := range st.Info.Writable {
-		if !validVarName(w.Name) {
+		if !validVarName(w.Name) || o.Policy.CheckSet(w.Name) != nil {
 			continue
 		}
 		name := varName(w.Name)

@@ -217,8 +217,42 @@ func TestGoldenAndConformance(t *testing.T) {
 			for _, p := range hacheck.Check(o.DiscoveryPrefix, toCheck(every)) {
 				t.Errorf("conformance: %s", p)
 			}
+			// The goldens show the closed default; every control a policy
+			// can open must conform as well.
+			_, states := allMessages(t, o)
+			o.Policy = openPolicy(states)
+			every = hass.Messages(o, hass.BridgeDevice(o))
+			components := map[string]bool{}
+			for _, st := range states {
+				dev := hass.UPSDevice(o, st)
+				for _, e := range dev.Entities {
+					components[e.Component] = true
+				}
+				every = append(every, hass.Messages(o, dev)...)
+			}
+			if !components["select"] || !components["number"] {
+				t.Fatal("an open policy gave no select or number: the dumps have no writable variables?")
+			}
+			for _, p := range hacheck.Check(o.DiscoveryPrefix, toCheck(every)) {
+				t.Errorf("conformance with every control allowed: %s", p)
+			}
 		})
 	}
+}
+
+// openPolicy allows every command and writable variable of the states.
+func openPolicy(states []*bridge.State) bridge.CommandPolicy {
+	p := bridge.CommandPolicy{DangerousCommands: true}
+	for _, st := range states {
+		for _, c := range st.Info.Commands {
+			p.AllowDangerous = append(p.AllowDangerous, c.Name)
+		}
+		for _, w := range st.Info.Writable {
+			p.AllowSet = append(p.AllowSet, w.Name)
+			p.AllowDangerous = append(p.AllowDangerous, w.Name)
+		}
+	}
+	return p
 }
 
 // TestStable: configs depend on identity and the variable set, not values.
@@ -244,29 +278,45 @@ func TestStable(t *testing.T) {
 	}
 }
 
-// TestCommandsPolicy: dangerous commands only with DangerousCommands, and
-// then disabled by default; no buttons for unknown commands at all.
+// TestCommandsPolicy: Home Assistant gets controls only for what the
+// policy allows: safe commands by default; other dangerous ones with
+// DangerousCommands; those that cut the load or change shutdown timing only
+// when named in AllowDangerous (and disabled by default); writable
+// variables only from AllowSet.
 func TestCommandsPolicy(t *testing.T) {
-	info := &bridge.Info{Commands: []bridge.Command{{Name: "beeper.mute"}, {Name: "load.off"}, {Name: "shutdown.return"}, {Name: "test.battery.start.quick"}}}
+	info := &bridge.Info{
+		Commands: []bridge.Command{{Name: "beeper.mute"}, {Name: "load.off"}, {Name: "shutdown.return"}, {Name: "test.battery.start.quick"}, {Name: "bypass.start"}},
+		Writable: []bridge.Writable{
+			{Name: "battery.charge.low", Type: "RANGE", Ranges: [][2]float64{{10, 100}}},
+			{Name: "ups.delay.shutdown", Type: "RANGE", Ranges: [][2]float64{{0, 600}}},
+			{Name: "input.sensitivity", Type: "ENUM", Enum: []string{"low", "high"}},
+		},
+	}
 	st := stateFor("u", bridge.Vars{"ups.status": "OL", "battery.charge": "90"}, info)
 	for _, tc := range []struct {
-		dangerous bool
-		want      map[string]any // key -> enabled_by_default (nil: default true)
+		name   string
+		policy bridge.CommandPolicy
+		want   map[string]any // key -> enabled_by_default (nil: default true)
 	}{
-		{false, map[string]any{"cmd_beeper_mute": nil, "cmd_test_battery_start_quick": nil}},
-		{true, map[string]any{"cmd_beeper_mute": nil, "cmd_test_battery_start_quick": nil, "cmd_load_off": false, "cmd_shutdown_return": false}},
+		{"closed default", bridge.CommandPolicy{},
+			map[string]any{"cmd_beeper_mute": nil, "cmd_test_battery_start_quick": nil}},
+		{"hass.dangerous_commands", bridge.CommandPolicy{DangerousCommands: true},
+			map[string]any{"cmd_beeper_mute": nil, "cmd_test_battery_start_quick": nil, "cmd_bypass_start": false}},
+		{"named", bridge.CommandPolicy{AllowDangerous: []string{"load.off", "battery.charge.low"}, AllowSet: []string{"battery.charge.low", "ups.delay.shutdown", "input.sensitivity"}},
+			map[string]any{"cmd_beeper_mute": nil, "cmd_test_battery_start_quick": nil, "cmd_load_off": false, "set_battery_charge_low": false, "set_input_sensitivity": false}},
 	} {
 		o := testOptions(false)
-		o.DangerousCommands = tc.dangerous
+		o.Policy = tc.policy
 		d := hass.UPSDevice(o, st)
 		got := map[string]any{}
 		for _, e := range d.Entities {
-			if e.Component == "button" {
+			switch e.Component {
+			case "button", "select", "number":
 				got[e.Key] = e.Config["enabled_by_default"]
 			}
 		}
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
-			t.Errorf("dangerous=%v: buttons %v, want %v", tc.dangerous, got, tc.want)
+			t.Errorf("%s: controls %v, want %v", tc.name, got, tc.want)
 		}
 	}
 	// Before the commands are known, control keys are pending (kept).

@@ -17,7 +17,7 @@ import (
 func secretFiles(t *testing.T, bin string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{"mqtt-password", "nut-password", "wecom-key"} {
+	for _, f := range []string{"mqtt-password", "nut-password", "wecom-key", "mqtt-homeassistant-password", "mqtt-pve1-password", "http-token"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("not-a-real-secret\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -185,14 +185,17 @@ func TestHASSDiscoveryEndToEnd(t *testing.T) {
 	}
 }
 
-// TestHASSDangerousAndDeviceMode: with hass.dangerous_commands the
-// dangerous command runs and has a (disabled) button; device mode
+// TestHASSDangerousAndDeviceMode: with shutdown.return named in
+// mqtt.commands.allow_dangerous the command runs and has a (disabled)
+// button; device mode
 // publishes one conforming device config per device.
 func TestHASSDangerousAndDeviceMode(t *testing.T) {
 	broker := harness.StartMosquitto(t)
 	ha := hassPublisher(t, broker.URL())
 	sub := harness.Subscribe(t, broker.URL(), "homeassistant/#", "upsbridge/#")
-	harness.StartBridge(t, bridgeConfig(broker.URL(), t.TempDir(), "device", "  dangerous_commands: true"))
+	cfg := bridgeConfig(broker.URL(), t.TempDir(), "device", "  dangerous_commands: true")
+	cfg = strings.Replace(cfg, "mqtt:\n", "mqtt:\n  commands: {allow_dangerous: [shutdown.return]}\n", 1)
+	harness.StartBridge(t, cfg)
 	devTopic := "homeassistant/device/" + simDevice + "/config"
 	msgs := sub.WaitFor("the UPS and bridge device configs", 30*time.Second, func(msgs []harness.Msg) bool {
 		c := latestConfigs(msgs, "homeassistant")

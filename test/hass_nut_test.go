@@ -12,7 +12,8 @@ import (
 
 // TestHASSButtonOnRealUPSD presses Home Assistant buttons of a real upsd
 // with dummy-ups (which offers load.off and load.on, both dangerous):
-// with hass.dangerous_commands the button exists, disabled by default, and
+// with load.off named in mqtt.commands.allow_dangerous the button exists,
+// disabled by default, and
 // its press reaches the driver (dummy-ups answers UNKNOWN through command
 // tracking); a command the UPS does not offer is rejected before upsd.
 func TestHASSButtonOnRealUPSD(t *testing.T) {
@@ -23,6 +24,7 @@ func TestHASSButtonOnRealUPSD(t *testing.T) {
 	harness.StartBridge(t, fmt.Sprintf(`
 mqtt:
   url: %s
+  commands: {allow_dangerous: [load.off]}
 bridge:
   id: hanut
   state_dir: %s

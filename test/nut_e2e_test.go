@@ -78,9 +78,10 @@ func TestNUTEndToEnd(t *testing.T) {
 	u := harness.StartUPSD(t, harness.UPSDOptions{MaxAge: 3, Devices: []harness.NUTDevice{{Name: "dummy", Dev: baseDev}}})
 	broker := harness.StartMosquitto(t)
 	sub := harness.Subscribe(t, broker.URL(), "upsbridge/#")
-	harness.StartBridge(t, nutBridgeConfig(broker.URL(), t.TempDir(), "hass: {dangerous_commands: true}", fmt.Sprintf(
+	cfg := nutBridgeConfig(broker.URL(), t.TempDir(), "", fmt.Sprintf(
 		`  - {id: nas, type: nut, address: "%s", ups: dummy, username: %s, password: %s, poll_interval: 1s, poll_interval_on_battery: 500ms}`,
-		u.Addr(), harness.NUTAdminUser, harness.NUTAdminPassword)))
+		u.Addr(), harness.NUTAdminUser, harness.NUTAdminPassword))
+	harness.StartBridge(t, strings.Replace(cfg, "mqtt: {url: "+broker.URL()+"}", "mqtt: {url: "+broker.URL()+", commands: {allow_dangerous: [load.off]}}", 1))
 	ev := "upsbridge/ups/nas/event"
 	sub.WaitPayload("upsbridge/ups/nas/availability", 30*time.Second, func(s string) bool { return s == "online" })
 	sub.WaitPayload("upsbridge/ups/nas/state", 10*time.Second, func(s string) bool { return strings.Contains(s, `"OL"`) })

@@ -169,6 +169,7 @@ func codeKeys(t *testing.T) map[string][]docKey {
 	ag := &agent.Config{Supplies: []agent.Supply{{}}, Stages: []agent.Stage{{}}}
 	ag.ApplyDefaults("/var/lib/upsbridge")
 	cfg.Agent = ag
+	cfg.MQTT.Broker.Users = []config.BrokerUser{{}}
 	var top []docKey
 	walkKeys("", reflect.ValueOf(cfg), &top)
 	out["top"] = top

@@ -33,6 +33,7 @@ func cmdHealth(ctx context.Context, args []string, io stdio) int {
 		return exitConfig
 	}
 	base := *rawURL
+	var token string
 	if base == "" {
 		if *path == "" {
 			fmt.Fprintln(io.Stderr, "upsbridge health: no config file and no --url (use -c FILE, $UPSBRIDGE_CONFIG or --url)")
@@ -47,6 +48,7 @@ func cmdHealth(ctx context.Context, args []string, io stdio) int {
 			return exitConfig
 		}
 		base = "http://" + probeAddr(cfg.HTTP.Listen)
+		token = cfg.HTTP.Token.Reveal()
 	}
 	endpoint := strings.TrimSuffix(base, "/") + "/healthz"
 	if *ready {
@@ -58,6 +60,10 @@ func cmdHealth(ctx context.Context, args []string, io stdio) int {
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "upsbridge health: bad URL %q: %v\n", endpoint, err)
 		return exitConfig
+	}
+	if token != "" {
+		// /healthz is open; /readyz needs http.token when it is set.
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

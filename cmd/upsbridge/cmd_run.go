@@ -195,12 +195,15 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, extraSinks [
 
 	mqttURL := cfg.MQTT.URL
 	if mqttURL == "embedded" {
-		br, err := broker.Start(cfg.MQTT.Listen, log)
+		br, err := startBroker(cfg, log)
 		if err != nil {
 			return err
 		}
 		mqttURL = br.URL()
-		log.Info("embedded MQTT broker listening", "addr", br.Addr())
+		if name, pw := br.Credentials(); name != "" && cfg.MQTT.Username == "" {
+			// This process's own clients log in with the run's account.
+			cfg.MQTT.Username, cfg.MQTT.Password = name, pw
+		}
 		r.Go(br.Run)
 	}
 	r.cfg.MQTT.URL = mqttURL
@@ -224,7 +227,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, extraSinks [
 			SpoolDir:    filepath.Join(dir, "bridge-"+cfg.Bridge.ID, "mqtt-events"),
 			EpochFile:   filepath.Join(dir, "bridge-"+cfg.Bridge.ID, "epoch"),
 			Commands:    b,
-			Logger:      log,
+			Policy: bridge.CommandPolicy{
+				DangerousCommands: cfg.HASS.DangerousCommands,
+				AllowSet:          cfg.MQTT.Commands.AllowSet,
+				AllowDangerous:    cfg.MQTT.Commands.AllowDangerous,
+			},
+			Logger: log,
 		}
 	}
 	for i, t := range cfg.Notify {
@@ -312,4 +320,33 @@ func trimAfterStartup(ctx context.Context, delay time.Duration) {
 	case <-t.C:
 		debug.FreeOSMemory()
 	}
+}
+
+// startBroker starts the embedded broker with the users of
+// mqtt.broker.users and their roles' ACLs.
+func startBroker(cfg *config.Config, log *slog.Logger) (*broker.Broker, error) {
+	users := make([]broker.User, 0, len(cfg.MQTT.Broker.Users))
+	for _, u := range cfg.MQTT.Broker.Users {
+		users = append(users, broker.User{Name: u.Name, Password: u.Password, Role: broker.Role(u.Role)})
+	}
+	br, err := broker.Start(broker.Options{
+		Addr:            cfg.MQTT.Listen,
+		Users:           users,
+		AllowAnonymous:  cfg.MQTT.Broker.AllowAnonymous,
+		TopicPrefix:     cfg.MQTT.TopicPrefix,
+		DiscoveryPrefix: cfg.HASS.DiscoveryPrefix,
+		Logger:          log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(users) > 0:
+		log.Info("embedded MQTT broker listening", "addr", br.Addr(), "users", len(users), "anonymous", cfg.MQTT.Broker.AllowAnonymous)
+	case config.IsLoopbackListen(br.Addr()):
+		log.Info("embedded MQTT broker listening on loopback only", "addr", br.Addr())
+	default:
+		log.Warn("embedded MQTT broker open to anonymous clients on the network (mqtt.broker.allow_anonymous)", "addr", br.Addr())
+	}
+	return br, nil
 }

@@ -17,6 +17,7 @@ func init() {
 		}
 		srv, err := httpapi.New(httpapi.Options{
 			Listen:   r.cfg.HTTP.Listen,
+			Token:    r.cfg.HTTP.Token,
 			BridgeID: r.cfg.Bridge.ID,
 			Version:  version,
 			Bridge:   r.bridge,

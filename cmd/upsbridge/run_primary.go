@@ -1,7 +1,6 @@
 package main
 
 import (
-	"github.com/upsbridge/upsbridge/agent"
 	"github.com/upsbridge/upsbridge/sinks/agentrelay"
 	"github.com/upsbridge/upsbridge/sinks/primary"
 )
@@ -38,16 +37,11 @@ func init() {
 		r.mqttOpts.Listeners = append(r.mqttOpts.Listeners, p)
 
 		if len(r.cfg.Notify) > 0 {
-			var skip []string
-			if a := agent.FromConfig(r.cfg); a != nil {
-				// This process's own agent hands its events to the
-				// notifiers directly.
-				skip = append(skip, a.ID)
-			}
+			// Every agent's events, this process's own agent's too: agents
+			// publish them on MQTT and hand them to no notifier directly.
 			r.mqttOpts.Listeners = append(r.mqttOpts.Listeners, agentrelay.New(agentrelay.Options{
 				TopicPrefix: r.mqttOpts.TopicPrefix,
 				Emit:        r.bridge.Emit,
-				Skip:        skip,
 				Logger:      r.log,
 			}))
 		}

@@ -93,7 +93,7 @@ func (c *converter) render() []byte {
 	if c.hostSync != nil {
 		hs, hsNote = *c.hostSync, "HOSTSYNC"
 	}
-	fmt.Fprintf(&b, "    host_sync: %s  # %s: how long a primary waits for agents before cutting power\n", dur(hs), hsNote)
+	fmt.Fprintf(&b, "    host_sync: %s  # %s: after FSD, an agent powering_off this long is done, one silent this long is gone\n", dur(hs), hsNote)
 	b.WriteString("    kill_power: false  # upsmon's POWERDOWNFLAG + upsdrvctl shutdown; enable deliberately\n\n")
 
 	b.WriteString("sources:\n")

@@ -50,9 +50,8 @@ type Options struct {
 	TopicPrefix string
 	// Emit hands an event to the bridge's sinks (bridge.Bridge.Emit).
 	Emit func(bridge.Event)
-	// Skip lists agents whose events already reach the notifiers in this
-	// process (an agent running beside the bridge), so they are not sent
-	// twice.
+	// Skip lists agents whose events are not relayed (ones whose events
+	// reach the notifiers by another way, so they are not sent twice).
 	Skip []string
 	// Burst and Refill are each agent's token bucket; the relay as a whole
 	// allows 10 times as much.

@@ -11,6 +11,10 @@
 //	                protect its host)
 //	GET /api/state  every UPS state, agent, source and sink as JSON
 //
+// With a token (http.token) every path but /healthz needs
+// "Authorization: Bearer <token>": /healthz says only "ok", and liveness
+// probes (the container's HEALTHCHECK, an orchestrator) carry no secret.
+//
 // The package is a bridge sink: it consumes the states and events the bridge
 // routes to every sink, so the numbers it shows are exactly what the other
 // sinks were given. Sources and sinks add their own numbers by implementing
@@ -32,6 +36,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/config"
 )
 
 // Observed is what the endpoint reads from the running bridge; *bridge.Bridge
@@ -53,6 +58,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Token, when set, is required as "Authorization: Bearer <token>" on
+	// every path but /healthz (http.token).
+	Token config.Secret
 }
 
 // Server is the HTTP endpoint and the sink that feeds it.
@@ -113,8 +121,14 @@ func New(opts Options) (*Server, error) {
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.HandleFunc("GET /api/state", s.handleState)
+	var h http.Handler = mux
+	if opts.Token != "" {
+		h = requireToken(opts.Token, mux)
+	} else if !config.IsLoopbackListen(ln.Addr().String()) {
+		s.log.Warn("http endpoint reachable beyond this machine without a token (http.token)", "addr", ln.Addr().String())
+	}
 	s.srv = &http.Server{
-		Handler:           mux,
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,

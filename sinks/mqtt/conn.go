@@ -89,6 +89,9 @@ type Handlers struct {
 	OnUp      func(cm *autopaho.ConnectionManager)
 	OnDown    func()
 	OnPublish func(topic string, payload []byte, retained bool)
+	// OnConnack, when set, sees each CONNACK (before OnUp): the broker's
+	// limits, such as its maximum packet size.
+	OnConnack func(ca *paho.Connack)
 }
 
 // Connect starts a managed connection that reconnects with backoff and
@@ -127,8 +130,11 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 		ConnectUsername: o.Username,
 		ConnectPassword: []byte(o.Password.Reveal()),
 		WillMessage:     o.Will,
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 			attempt = 0
+			if h.OnConnack != nil && ca != nil {
+				h.OnConnack(ca)
+			}
 			log.Info("mqtt connected", "url", redactURL(u))
 			if h.OnUp != nil {
 				h.OnUp(cm)

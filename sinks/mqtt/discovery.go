@@ -210,10 +210,9 @@ func (d *Discovery) OnState(st *bridge.State) []Message {
 }
 
 // AllowCommand is the command policy for Options.AllowCommand: only
-// commands the UPS offers, and dangerous ones only with
-// hass.dangerous_commands.
+// commands the UPS offers that the policy (HASS.Policy) allows.
 func (d *Discovery) AllowCommand(ups, command string) bool {
-	if bridge.IsDangerousCommand(command) && !d.o.HASS.DangerousCommands {
+	if d.o.HASS.Policy.CheckCommand(command) != nil {
 		return false
 	}
 	d.mu.Lock()

@@ -198,9 +198,13 @@ func TestDiscoveryMessagesAndPolicy(t *testing.T) {
 			t.Errorf("AllowCommand(%s, %s) = %v", tc.ups, tc.cmd, got)
 		}
 	}
-	d.o.HASS.DangerousCommands = true
+	d.o.HASS.Policy.DangerousCommands = true
+	if d.AllowCommand("u1", "load.off") {
+		t.Error("load.off allowed by hass.dangerous_commands alone")
+	}
+	d.o.HASS.Policy.AllowDangerous = []string{"load.off"}
 	if !d.AllowCommand("u1", "load.off") {
-		t.Error("load.off refused with dangerous_commands")
+		t.Error("load.off refused when named in allow_dangerous")
 	}
 }
 

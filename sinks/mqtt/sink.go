@@ -11,6 +11,12 @@
 // Events are written to an on-disk spool before they are published, so those
 // produced while the broker is unreachable (or before a restart) are
 // delivered in order after reconnect; states are re-published on reconnect.
+//
+// The sink also reads <prefix>/ups/+/state: on its first connection its own
+// retained states give the epoch (see ChooseEpoch) before anything is
+// published, and later another bridge's states on one of its UPS ids are
+// warned about. Listeners (the primary, the agent-event relay) read their
+// topics over the same connection.
 package mqtt
 
 import (
@@ -22,6 +28,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
@@ -56,8 +63,12 @@ type Options struct {
 	SpoolDir string
 	// Commands, when set, enables the command and set topics.
 	Commands bridge.CommandRunner
-	// AllowCommand decides whether an instant command may be run from MQTT;
-	// nil allows the commands bridge.IsDangerousCommand does not flag.
+	// Policy decides which instant commands and variable writes MQTT may
+	// ask for (mqtt.commands, hass.dangerous_commands); its zero value
+	// allows safe instant commands only.
+	Policy bridge.CommandPolicy
+	// AllowCommand, when set, further limits instant commands (to those
+	// the UPS offers).
 	AllowCommand func(ups, command string) bool
 	// Extensions add publications (Home Assistant discovery).
 	Extensions []Extension
@@ -65,7 +76,14 @@ type Options struct {
 	Sign Signer
 	// PublishTimeout bounds one publish (default 10 s).
 	PublishTimeout time.Duration
-	Logger         *slog.Logger
+	// RefusedAttempts is how often a message the broker refuses is tried
+	// before it is set aside in the dead-letter file (default 5), with
+	// RefusedBackoff doubling between tries (default 1 s). DeadLetterBytes
+	// bounds the file (default 1 MiB; one older file is kept).
+	RefusedAttempts int
+	RefusedBackoff  time.Duration
+	DeadLetterBytes int64
+	Logger          *slog.Logger
 }
 
 // Signer signs payloads in place (sets their sig field).
@@ -133,6 +151,8 @@ type Sink struct {
 	avail     map[string]string // ups -> availability last published
 	connected bool
 	full      bool // everything must be published again
+	refused   *refusedBook
+	maxPacket atomic.Uint32 // the broker's maximum packet size (0: none said)
 
 	stats sinkStats // read by Stats from other goroutines
 
@@ -233,6 +253,9 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 	}
 	defer sp.Close()
 	s.spool = sp
+	s.refused = newRefusedBook(s.opts.SpoolDir, s.opts.RefusedAttempts, s.opts.RefusedBackoff, s.opts.DeadLetterBytes)
+	s.stats.refused.Store(s.refused)
+	defer s.setAsideAll()
 	if n := sp.Len(); n > 0 {
 		s.log.Info("events from before the restart are queued for delivery", "count", n)
 	}
@@ -247,7 +270,7 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 			}
 		}
 	} else {
-		s.watch.setEpoch(s.epoch)
+		s.watch.setEpoch(s.epoch, s.opts.BridgeID)
 		s.stats.epoch.Store(s.epoch)
 	}
 
@@ -263,7 +286,14 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 			default:
 			}
 		},
-		OnDown:    func() { s.stats.connected.Store(false) },
+		OnDown: func() { s.stats.connected.Store(false) },
+		OnConnack: func(ca *paho.Connack) {
+			var mp uint32
+			if ca.Properties != nil && ca.Properties.MaximumPacketSize != nil {
+				mp = *ca.Properties.MaximumPacketSize
+			}
+			s.maxPacket.Store(mp)
+		},
 		OnPublish: s.receive,
 	})
 	if err != nil {
@@ -314,6 +344,8 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 			epochTimer = nil
 		case msg := <-s.inbox:
 			s.handleInbound(ctx, &wg, msg)
+		case <-s.refused.wake():
+			s.refused.disarm()
 		case <-ctx.Done():
 			return nil
 		}
@@ -405,6 +437,9 @@ func (s *Sink) flush(ctx context.Context) bool {
 			s.dirty[ups] = true
 		}
 		s.full = false
+	}
+	if !s.retryRefused(ctx) {
+		return false
 	}
 	if len(s.dirty) > 0 {
 		// Only the UPSes whose state arrived since the last flush: with
@@ -501,9 +536,34 @@ func (s *Sink) sortedStates() []*bridge.State {
 // Publish sends one message now; it is for extensions' and tests' use from
 // the publishing goroutine's callbacks only through Extension results.
 func (s *Sink) publish(ctx context.Context, m Message) bool {
+	return s.publishTry(ctx, m, "", 0)
+}
+
+// publishTry publishes m; key and prev name its retry slot and earlier
+// attempts when it is a retry. A refusal (see deadletter.go) counts as
+// done for the caller: m waits for its retry or is set aside, and the rest
+// flows on. false means the connection failed.
+func (s *Sink) publishTry(ctx context.Context, m Message, key string, prev int) bool {
 	pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
 	defer cancel()
-	_, err := s.cm.Publish(pctx, &paho.Publish{Topic: m.Topic, Payload: m.Payload, Retain: m.Retain, QoS: m.QoS})
+	var resp *paho.PublishResponse
+	var err error
+	if mp := s.maxPacket.Load(); mp > 0 && packetSize(m) > int(mp) {
+		err = &RefusedError{Code: 0x95, Reason: fmt.Sprintf("packet too large: %d bytes, the broker's maximum is %d", packetSize(m), mp)}
+	} else {
+		resp, err = s.cm.Publish(pctx, &paho.Publish{Topic: m.Topic, Payload: m.Payload, Retain: m.Retain, QoS: m.QoS})
+	}
+	if err == nil {
+		if key != "" {
+			delete(s.refused.retry, key)
+		}
+		s.refused.delivered(m)
+		return true
+	}
+	if re := refusal(resp, err); re != nil {
+		s.onRefused(m, key, prev, re)
+		return true
+	}
 	if err != nil {
 		s.stats.publishFailures.Add(1)
 		s.log.Warn("mqtt publish failed; will retry after reconnect", "topic", m.Topic, "err", err)
@@ -636,6 +696,7 @@ func validName(s string) bool {
 func (s *Sink) runCommand(ctx context.Context, ups, kind string, payload []byte) {
 	resp := CommandResponse{UPS: ups, TS: bridge.FormatTime(time.Now())}
 	reject := func(reason string) {
+		s.stats.commandsRejected.Add(1)
 		s.log.Warn("command rejected", "ups", ups, "kind", kind, "reason", reason)
 		resp.Status, resp.Detail = "REJECTED", reason
 	}
@@ -658,9 +719,10 @@ func (s *Sink) runCommand(ctx context.Context, ups, kind string, payload []byte)
 			reject(fmt.Sprintf("bad command name %q", truncate(req.Command, 64)))
 		case len(req.Arg) > 256:
 			reject("argument longer than 256 bytes")
-		case s.opts.AllowCommand != nil && !s.opts.AllowCommand(ups, req.Command),
-			s.opts.AllowCommand == nil && bridge.IsDangerousCommand(req.Command):
-			reject(fmt.Sprintf("command %q is not allowed from MQTT (hass.dangerous_commands)", req.Command))
+		case s.opts.Policy.CheckCommand(req.Command) != nil:
+			reject(s.opts.Policy.CheckCommand(req.Command).Error())
+		case s.opts.AllowCommand != nil && !s.opts.AllowCommand(ups, req.Command):
+			reject(fmt.Sprintf("command %q is not offered by UPS %q", req.Command, ups))
 		default:
 			res, err := s.opts.Commands.InstCmd(cctx, ups, req.Command, req.Arg)
 			resp.Status, resp.Detail = res.Status, res.Detail
@@ -680,6 +742,8 @@ func (s *Sink) runCommand(ctx context.Context, ups, kind string, payload []byte)
 			reject(fmt.Sprintf("bad variable name %q", truncate(req.Var, 64)))
 		case len(req.Value) > 256:
 			reject("value longer than 256 bytes")
+		case s.opts.Policy.CheckSet(req.Var) != nil:
+			reject(s.opts.Policy.CheckSet(req.Var).Error())
 		default:
 			res, err := s.opts.Commands.SetVar(cctx, ups, req.Var, req.Value)
 			resp.Status, resp.Detail = res.Status, res.Detail

@@ -1,7 +1,9 @@
 package mqtt
 
 import (
+	"bytes"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"time"
 
@@ -47,6 +49,7 @@ type watchState struct {
 	seen     map[string]bool   // own retained states seen in the window, by UPS
 	retained uint64            // the largest epoch among them
 	epoch    uint64            // this run's epoch once chosen
+	echoTail []byte            // `","bridge":"<id>","epoch":<epoch>,` once chosen
 	own      map[string]bool   // UPS ids this bridge publishes
 	foreign  map[string]string // UPS id -> another bridge that published it
 	warned   map[string]time.Time
@@ -60,10 +63,31 @@ func newWatchState() watchState {
 	}
 }
 
-func (w *watchState) setEpoch(e uint64) {
+func (w *watchState) setEpoch(e uint64, bridgeID string) {
 	w.mu.Lock()
-	w.epoch = e
+	w.setEpochLocked(e, bridgeID)
 	w.mu.Unlock()
+}
+
+func (w *watchState) setEpochLocked(e uint64, bridgeID string) {
+	w.epoch = e
+	w.echoTail = []byte(`","bridge":"` + bridgeID + `","epoch":` + strconv.FormatUint(e, 10) + `,`)
+}
+
+// isEcho is the fast path for the bridge's own states coming back from the
+// broker (every publication does): they begin exactly as this run encodes
+// them, {"ups":"<ups>","bridge":"<id>","epoch":<epoch>, (the fields'
+// order in mqttwire.StatePayload). Called with w.mu held.
+func (w *watchState) isEcho(ups string, p []byte) bool {
+	const head = `{"ups":"`
+	if w.echoTail == nil || len(p) < len(head)+len(ups)+len(w.echoTail) {
+		return false
+	}
+	rest, ok := bytes.CutPrefix(p, []byte(head))
+	if !ok || string(rest[:len(ups)]) != ups {
+		return false
+	}
+	return bytes.HasPrefix(rest[len(ups):], w.echoTail)
 }
 
 // addOwn records a UPS this bridge publishes, and warns if another bridge
@@ -89,13 +113,16 @@ func (s *Sink) watchState(ups string, payload []byte, retained bool) {
 	if len(payload) == 0 || len(payload) > mqttwire.MaxPayload {
 		return // a cleared retained state, or not one of ours
 	}
+	w := &s.watch
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.isEcho(ups, payload) {
+		return
+	}
 	var h stateHeader
 	if err := json.Unmarshal(payload, &h); err != nil || !mqttwire.ValidID(h.Bridge) {
 		return
 	}
-	w := &s.watch
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	if h.Bridge == s.opts.BridgeID && w.epoch == 0 {
 		// Before this run published anything, a state under this
 		// bridge's id is an earlier run's (or a twin's).
@@ -172,7 +199,7 @@ func (s *Sink) tryChooseEpoch() {
 	}
 	retained := w.retained
 	e := ChooseEpoch(s.stored, retained, time.Now())
-	w.epoch = e
+	w.setEpochLocked(e, s.opts.BridgeID)
 	w.mu.Unlock()
 	s.epoch = e
 	s.stats.epoch.Store(e)

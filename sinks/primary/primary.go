@@ -34,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
@@ -110,6 +111,22 @@ type Primary struct {
 	latest   map[string]*bridge.State
 	changed  chan struct{} // closed and replaced when an agent's news arrives
 	lastWarn time.Time     // rate limit of warnings about bad agent states
+
+	handshakes, kills, killFailures, running atomic.Int64
+}
+
+// Stats implements bridge.StatsReporter (/metrics, /api/state).
+func (p *Primary) Stats() map[string]any {
+	p.mu.Lock()
+	agents := len(p.agents)
+	p.mu.Unlock()
+	return map[string]any{
+		"agents_known":        agents,
+		"handshakes_running":  p.running.Load(),
+		"handshakes_total":    p.handshakes.Load(),
+		"kills_total":         p.kills.Load(),
+		"kill_failures_total": p.killFailures.Load(),
+	}
 }
 
 // agent is what the primary knows of one agent, on its own clock.
@@ -149,6 +166,8 @@ func New(opts Options) *Primary {
 		changed: make(chan struct{}),
 	}
 }
+
+var _ bridge.StatsReporter = (*Primary)(nil)
 
 // Name implements bridge.Sink.
 func (p *Primary) Name() string { return "primary" }
@@ -379,6 +398,9 @@ func sortedIDs(m map[string]verdict, done bool) []string {
 // handshake runs the steps after ups turned critical, until the kill or
 // until ctx ends (mains returned, or the bridge stops).
 func (p *Primary) handshake(ctx context.Context, ups string) {
+	p.handshakes.Add(1)
+	p.running.Add(1)
+	defer p.running.Add(-1)
 	fsdAt := time.Now()
 	if err := p.opts.Bridge.SetFSD(ctx, ups); err != nil {
 		// The latch is published even when the server refused: agents
@@ -528,6 +550,7 @@ func (p *Primary) kill(ctx context.Context, ups string) {
 		res, err := p.opts.Bridge.InstCmd(cctx, ups, "shutdown.return", "")
 		cancel()
 		if err == nil && accepted(res) {
+			p.kills.Add(1)
 			p.emit(ups, bridge.EventKillPower, "", "result", res.Status, "attempt", attempt)
 			return
 		}
@@ -540,6 +563,7 @@ func (p *Primary) kill(ctx context.Context, ups string) {
 			break // no retry can help
 		}
 	}
+	p.killFailures.Add(1)
 	p.emit(ups, bridge.EventKillPowerFailed, fmt.Sprintf("UPS %s: could not cut the load: %v", ups, lastErr), "err", lastErr)
 }
 

@@ -329,6 +329,10 @@ func TestHandshakeTimeline(t *testing.T) {
 				if got >= 0 && at(calls, "EVENT "+string(bridge.EventKillPower)) != got {
 					t.Errorf("the kill is not an event at its time\n%s", dump(calls))
 				}
+				st := r.p.Stats()
+				if st["handshakes_total"] != int64(1) || st["handshakes_running"] != int64(0) || (got >= 0) != (st["kills_total"] == int64(1)) {
+					t.Errorf("stats %v", st)
+				}
 			})
 		})
 	}

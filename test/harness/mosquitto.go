@@ -23,6 +23,18 @@ type Mosquitto struct {
 	// restart (StopGraceful then Start), as a broker with a persistence
 	// file does.
 	Persistent bool
+	// Extra is appended to mosquitto.conf (an acl_file, limits).
+	Extra string
+}
+
+// StartMosquittoConf is StartMosquitto with extra lines for mosquitto.conf.
+func StartMosquittoConf(t testing.TB, extra string) *Mosquitto {
+	t.Helper()
+	bin := NeedBinary(t, "mosquitto", "/usr/sbin/mosquitto")
+	m := &Mosquitto{t: t, bin: bin, Port: FreePort(t), dir: t.TempDir(), Extra: extra}
+	m.Start()
+	t.Cleanup(m.Stop)
+	return m
 }
 
 // StartMosquitto starts mosquitto on a free loopback port; it is stopped
@@ -51,6 +63,7 @@ func (m *Mosquitto) Start() {
 	} else {
 		body += "persistence false\n"
 	}
+	body += m.Extra
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		m.t.Fatal(err)
 	}

@@ -31,7 +31,8 @@ type Subscriber struct {
 	cancel context.CancelFunc
 }
 
-// Subscribe connects to the broker at brokerURL and subscribes to filters.
+// Subscribe connects to the broker at brokerURL (tcp://user:password@...
+// to log in) and subscribes to filters.
 // It returns once the subscription is acknowledged; the connection is closed
 // when the test ends. It reconnects (and re-subscribes) if the broker restarts.
 func Subscribe(t testing.TB, brokerURL string, filters ...string) *Subscriber {
@@ -61,6 +62,17 @@ func subscribe(t testing.TB, brokerURL, clientID string, filters []string) *Subs
 	if err != nil {
 		t.Fatal(err)
 	}
+	// tcp://user:password@host:port logs in.
+	var user string
+	var pass []byte
+	if u.User != nil {
+		user = u.User.Username()
+		p, _ := u.User.Password()
+		pass = []byte(p)
+		c := *u
+		c.User = nil
+		u = &c
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Subscriber{t: t, wake: make(chan struct{}, 1), cancel: cancel}
 	subs := make([]paho.SubscribeOptions, len(filters))
@@ -74,6 +86,8 @@ func subscribe(t testing.TB, brokerURL, clientID string, filters []string) *Subs
 		CleanStartOnInitialConnection: !persistent,
 		SessionExpiryInterval:         expiry,
 		ReconnectBackoff:              autopaho.NewConstantBackoff(100 * time.Millisecond),
+		ConnectUsername:               user,
+		ConnectPassword:               pass,
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			go func() {
 				sctx, c := context.WithTimeout(ctx, 5*time.Second)

@@ -1,9 +1,16 @@
 // Package broker runs an MQTT broker inside the process (mochi-mqtt), for
 // `mqtt.url: embedded`: a small setup needs no separate broker.
+//
+// It is closed by default: without users it serves loopback only; with
+// users every client must log in, and each gets the ACL of its role (see
+// ACL). Anonymous access beyond loopback needs AllowAnonymous, written
+// explicitly.
 package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,32 +18,80 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/upsbridge/upsbridge/config"
 )
+
+// Options configure the embedded broker.
+type Options struct {
+	// Addr is host:port; port 0 picks a free one.
+	Addr string
+	// Users may log in; each gets its role's ACL.
+	Users []User
+	// AllowAnonymous lets clients without a user name in with full access.
+	// Without users and without it, only a loopback Addr is accepted.
+	AllowAnonymous bool
+	// TopicPrefix and DiscoveryPrefix place the roles' topics.
+	TopicPrefix     string
+	DiscoveryPrefix string
+	Logger          *slog.Logger
+}
+
+// User is one account.
+type User struct {
+	Name     string
+	Password config.Secret
+	Role     Role
+}
 
 // Broker is a running embedded broker.
 type Broker struct {
-	srv  *mochi.Server
-	addr string
+	srv      *mochi.Server
+	addr     string
+	internal User
+	auth     *authHook
 }
 
-// Start listens on addr (host:port; port 0 picks a free one) and serves
-// until Close. Every client may connect, so addr should be a loopback or
-// otherwise trusted address.
-func Start(addr string, log *slog.Logger) (*Broker, error) {
+// Start listens on o.Addr and serves until Close. It refuses an address
+// beyond loopback when there are no users unless AllowAnonymous is set.
+func Start(o Options) (*Broker, error) {
+	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// Listen first so a port in use is reported here, and port 0 works.
-	ln, err := net.Listen("tcp", addr)
+	if len(o.Users) == 0 && !o.AllowAnonymous && !config.IsLoopbackListen(o.Addr) {
+		return nil, fmt.Errorf("embedded broker: refusing to listen on %s without users (mqtt.broker.users) or mqtt.broker.allow_anonymous: true", o.Addr)
+	}
+	if o.TopicPrefix == "" {
+		o.TopicPrefix = "upsbridge"
+	}
+	if o.DiscoveryPrefix == "" {
+		o.DiscoveryPrefix = "homeassistant"
+	}
+	b := &Broker{}
+	users := o.Users
+	if len(users) > 0 {
+		// The bridge in this process logs in like everyone else, with an
+		// account that exists only in memory for this run.
+		b.internal = User{Name: "upsbridge-internal-" + randomHex(6), Password: config.Secret(randomHex(32)), Role: RoleBridge}
+		users = append(append([]User(nil), users...), b.internal)
+	}
+	h, err := newAuthHook(users, o.AllowAnonymous || len(o.Users) == 0, o.TopicPrefix, o.DiscoveryPrefix, log.With("component", "broker"))
 	if err != nil {
-		return nil, fmt.Errorf("embedded broker: listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	b.auth = h
+
+	// Listen first so a port in use is reported here, and port 0 works.
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker: listen on %s: %w", o.Addr, err)
 	}
 	bound := ln.Addr().String()
 	ln.Close()
 
 	srv := mochi.New(&mochi.Options{InlineClient: false, Logger: quiet(log)})
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
+	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
 	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: bound})); err != nil {
@@ -45,29 +100,44 @@ func Start(addr string, log *slog.Logger) (*Broker, error) {
 	if err := srv.Serve(); err != nil {
 		return nil, fmt.Errorf("embedded broker: serve: %w", err)
 	}
-	return &Broker{srv: srv, addr: bound}, nil
+	b.srv, b.addr = srv, bound
+	return b, nil
 }
 
-// allowAll lets every client connect, read and write. It stands in for
-// mochi's hooks/auth package, whose ledger pulls a second YAML library
-// (gopkg.in/yaml.v3) into the binary for a feature not used here.
-type allowAll struct{ mochi.HookBase }
-
-func (*allowAll) ID() string { return "allow-all" }
-
-func (*allowAll) Provides(b byte) bool {
-	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux (Go ≥ 1.24 panics instead)
+	return hex.EncodeToString(b)
 }
 
-func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+// Credentials returns the user name and password this process's own
+// clients use; both are empty when the broker has no users.
+func (b *Broker) Credentials() (string, config.Secret) {
+	return b.internal.Name, b.internal.Password
+}
 
-func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool { return true }
+// Rejected returns how many logins and ACL checks were refused.
+func (b *Broker) Rejected() (logins, acl uint64) {
+	return b.auth.loginsRejected.Load(), b.auth.aclRejected.Load()
+}
 
 // Addr returns the address the broker listens on.
 func (b *Broker) Addr() string { return b.addr }
 
-// URL returns the tcp:// URL clients connect to.
-func (b *Broker) URL() string { return "tcp://" + b.addr }
+// URL returns the tcp:// URL clients connect to. A broker listening on
+// every address is reached on loopback.
+func (b *Broker) URL() string {
+	host, port, err := net.SplitHostPort(b.addr)
+	if err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			if ip.To4() != nil {
+				return "tcp://" + net.JoinHostPort("127.0.0.1", port)
+			}
+			return "tcp://" + net.JoinHostPort("::1", port)
+		}
+	}
+	return "tcp://" + b.addr
+}
 
 // Close stops the broker.
 func (b *Broker) Close() error { return b.srv.Close() }
