@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -385,6 +387,13 @@ func (r *mxRig) mxBase(extra string) string {
 `+mxSigned+"%s", mxDeadTime, mxFinalDelay, r.pubFile, extra)
 }
 
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
 const mxFarStage = "  stages: [{name: off, on_battery_for: 1h, action: poweroff}]\n"
 
 func TestAgentMatrix(t *testing.T) {
@@ -692,24 +701,30 @@ func TestAgentMatrix(t *testing.T) {
 		})
 	}
 
-	t.Run("two_bridges_one_ups_id", func(t *testing.T) {
-		t.Parallel()
-		r := newMx(t)
-		r.bridge("b1", "")
-		body := strings.Replace(r.mxBase(mxFarStage), "[{ups: nut1, power_value: 1}]", "[{ups: nut1, power_value: 1, bridge: b1}]", 1)
-		a := r.agent("a1", body).start()
-		r.bridge("b2", "")
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(a.out(), "two bridges publish one UPS id") {
-			if time.Now().After(deadline) {
-				t.Fatalf("the agent did not warn of two bridges:\n%s", a.out())
+	for _, pin := range []string{"", "b1"} {
+		t.Run("two_bridges_one_ups_id_pin_"+cmpOr(pin, "none"), func(t *testing.T) {
+			t.Parallel()
+			r := newMx(t)
+			b1 := r.bridge("b1", "")
+			body := r.mxBase(mxFarStage)
+			if pin != "" {
+				body = strings.Replace(body, "[{ups: nut1, power_value: 1}]", "[{ups: nut1, power_value: 1, bridge: "+pin+"}]", 1)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		mxResult(t, "conflict logged by the agent")
-		at, _ := r.setStatus("dummy", "nut1", "OB DISCHRG LB", 300)
-		a.poweroffAt(at.Add(mxFinalDelay), "critical state + final_delay, the pinned bridge's")
-	})
+			a := r.agent("a1", body).start()
+			b2 := r.bridge("b2", "")
+			deadline := time.Now().Add(15 * time.Second)
+			for !strings.Contains(a.out(), "two bridges publish one UPS id") ||
+				!strings.Contains(b1.Output.String()+b2.Output.String(), "ANOTHER BRIDGE") {
+				if time.Now().After(deadline) {
+					t.Fatalf("two bridges not warned of on both sides:\nagent:\n%s\nb1:\n%s\nb2:\n%s", a.out(), b1.Output.String(), b2.Output.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			mxResult(t, "conflict logged by the agent and a bridge")
+			at, _ := r.setStatus("dummy", "nut1", "OB DISCHRG LB", 300)
+			a.poweroffAt(at.Add(mxFinalDelay), "critical state + final_delay")
+		})
+	}
 
 	t.Run("primary_kill_power_after_10s_final_stage", func(t *testing.T) {
 		t.Parallel()
@@ -824,4 +839,76 @@ func TestAgentMatrix(t *testing.T) {
 			delays[n/2].Round(time.Millisecond), delays[n-1].Round(time.Millisecond)))
 		t.Logf("critical to power-off: median %s, worst %s, all %v", delays[n/2], delays[n-1], delays)
 	})
+}
+
+// TestAgentMatrixFlood is the flood cell, alone (it takes both cores): a
+// hostile client floods for 10 s at full speed while the UPS is on battery
+// and the agent's dead_time is 5 s. The agent must not power off: that
+// needs a real state through the broker at least every 5 s. Two floods:
+// the agent's availability topics only (the agent alone reads them), and
+// the state topic (garbage, unsigned states, a replayed signed state),
+// which the bridge reads too.
+func TestAgentMatrixFlood(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		state bool
+	}{{"availability_topics", false}, {"state_topic", true}} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newMx(t)
+			br := r.bridge("b1", "")
+			a := r.agent("a1", strings.Replace(r.mxBase(mxFarStage), "dead_time: "+mxDeadTime.String(), "dead_time: 5s", 1)).start()
+			_, ob := r.setStatus("dummy", "nut1", "OB DISCHRG", 2000)
+			replay, _ := json.Marshal(ob)
+			a.waitStatus(time.Now().Add(-2*time.Second), 10*time.Second, func(st mqttwire.AgentState) bool { return st.Status == mqttwire.AgentOnBattery })
+			msgs := []harness.FloodMsg{
+				{Topic: "ub/ups/nut1/availability", Payload: []byte("offline")},
+				{Topic: "ub/bridge/b1/availability", Payload: []byte("offline")},
+				{Topic: "ub/bridge/other/availability", Payload: []byte("offline")},
+			}
+			if c.state {
+				msgs = []harness.FloodMsg{
+					{Topic: "ub/ups/nut1/state", Payload: []byte("\x00garbage\x00garbage")},
+					{Topic: "ub/ups/nut1/state", Payload: r.signedState("nut1", "OB LB", 1<<62, 1<<40, time.Now(), false)},
+					{Topic: "ub/ups/nut1/state", Payload: replay},
+				}
+			}
+			// The test's own subscriber (ub/#) would be flooded too: it goes.
+			r.sub.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var wg sync.WaitGroup
+			var sent atomic.Uint64
+			start := time.Now()
+			for i := range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					n, err := harness.Flood(ctx, harness.Addr(r.mq.Port), fmt.Sprintf("evil-%d", i), msgs, 0)
+					if err != nil {
+						t.Errorf("flood: %v", err)
+					}
+					sent.Add(n)
+				}()
+			}
+			wg.Wait()
+			rate := float64(sent.Load()) / time.Since(start).Seconds()
+			t.Logf("flood %.0f messages/s", rate)
+			if a.count("POWEROFF") > 0 {
+				at := a.records()[0].at
+				// A bridge whose publish of a state is stuck logs it when the
+				// publish times out (10 s).
+				for end := time.Now().Add(12 * time.Second); time.Now().Before(end) && !strings.Contains(br.Output.String(), "mqtt publish failed"); {
+					time.Sleep(100 * time.Millisecond)
+				}
+				stalled := ""
+				if strings.Contains(br.Output.String(), "mqtt publish failed") {
+					stalled = " (the bridge's own publishing stalled: its publish of a state timed out, see its output)"
+				}
+				mxResult(t, fmt.Sprintf("FALSE power-off %.1fs into a flood of %.0f messages/s%s", at.Sub(start).Seconds(), rate, stalled))
+				t.Fatalf("false power-off %.1fs into the flood: no real state reached the agent for dead_time%s\nagent output:\n%s\nbridge output:\n%s",
+					at.Sub(start).Seconds(), stalled, a.out(), br.Output.String())
+			}
+			a.noPoweroff(6*time.Second, fmt.Sprintf("flood of %.0f messages/s for 10 s on battery, dead_time 5 s", rate))
+		})
+	}
 }
