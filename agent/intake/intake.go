@@ -47,7 +47,9 @@ type Supply struct {
 // Options configure an [Intake].
 type Options struct {
 	// Conn is the agent's own connection. Its Will should be Offline,
-	// retained, on the agent's state topic.
+	// retained, on the agent's state topic. The intake opens it twice: for
+	// what the agent publishes (with the Will) and, with the client id
+	// suffixed "-news" and no Will, for reading.
 	Conn        mqttconn.ConnOptions
 	TopicPrefix string
 	Supplies    []Supply
@@ -74,8 +76,9 @@ type Options struct {
 	// kind, two conflict news of one supply, and two requests for the
 	// retained state of a supply held for skew (default 10 s).
 	RateLimit time.Duration
-	// OnUp is called (on its own goroutine) after each (re)connect and
-	// subscription, so the agent can publish its state again.
+	// OnUp is called (on the intake's own goroutine) after the reading
+	// connection has (re)subscribed and after the writing one has
+	// (re)connected, so the agent can publish its state again.
 	OnUp func(ctx context.Context)
 	// Now is the agent's clock; nil is time.Now. News is stamped with it.
 	Now    func() time.Time
@@ -369,14 +372,36 @@ func (in *Intake) subscriptions() map[string]bool {
 	return out
 }
 
-// Run connects and reads until ctx ends.
+// Run connects and reads until ctx ends. The intake keeps two connections:
+// one reads the news (no Will; its queue of received messages bounded), the
+// other carries the agent's Will and what the agent publishes. A flood on
+// the topics the agent reads can hold up the reading connection (its client
+// reads acknowledgements behind the flood); it never holds up the agent's
+// own state, which a primary waits for before it cuts the power.
 func (in *Intake) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	up := make(chan *autopaho.ConnectionManager, 1)
-	cm, err := mqttconn.Connect(ctx, in.opts.Conn, mqttconn.Handlers{
+	writerUp := make(chan struct{}, 1)
+	writer, err := mqttconn.Connect(ctx, in.opts.Conn, mqttconn.Handlers{
+		OnUp: func(*autopaho.ConnectionManager) {
+			select {
+			case writerUp <- struct{}{}:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("agent intake: %w", err)
+	}
+	rc := in.opts.Conn
+	rc.Will = nil
+	if rc.ClientID != "" {
+		rc.ClientID += "-news"
+	}
+	reader, err := mqttconn.Connect(ctx, rc, mqttconn.Handlers{
 		OnUp: func(cm *autopaho.ConnectionManager) {
 			select {
 			case up <- cm:
@@ -395,25 +420,28 @@ func (in *Intake) Run(ctx context.Context) error {
 		OnPublish: in.Handle,
 	})
 	if err != nil {
+		cancel()
+		<-writer.Done()
 		return fmt.Errorf("agent intake: %w", err)
 	}
 	in.cmMu.Lock()
-	in.cm = cm
+	in.cm = writer
 	in.cmMu.Unlock()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		in.subscriber(ctx, up)
+		in.subscriber(ctx, up, writerUp)
 	}()
 	<-ctx.Done()
-	<-cm.Done()
+	<-reader.Done()
+	<-writer.Done()
 	return nil
 }
 
 // subscriber owns the subscriptions: after every connect it subscribes to
 // everything; later it adds bridges as they are learnt, drops those no
 // longer read, and asks again for retained states held for skew.
-func (in *Intake) subscriber(ctx context.Context, up <-chan *autopaho.ConnectionManager) {
+func (in *Intake) subscriber(ctx context.Context, up <-chan *autopaho.ConnectionManager, writerUp <-chan struct{}) {
 	var cm *autopaho.ConnectionManager
 	have := map[string]bool{}
 	for {
@@ -435,6 +463,12 @@ func (in *Intake) subscriber(ctx context.Context, up <-chan *autopaho.Connection
 		case <-in.wake:
 			if cm != nil {
 				in.reconcile(ctx, cm, have, false)
+			}
+		case <-writerUp:
+			// The agent publishes its state again on the (re)connected
+			// writing connection.
+			if in.opts.OnUp != nil {
+				in.opts.OnUp(ctx)
 			}
 		}
 	}

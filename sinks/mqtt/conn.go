@@ -11,10 +11,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/upsbridge/upsbridge/bridge"
@@ -151,7 +151,14 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 			attempt++
 			log.Warn("mqtt connect failed; retrying with backoff", "url", redactURL(u), "attempt", attempt, "err", err)
 		},
-		ClientConfig: paho.ClientConfig{ClientID: o.ClientID},
+		ClientConfig: paho.ClientConfig{
+			ClientID: o.ClientID,
+			// Why a connection went down, for the log line that follows.
+			OnClientError: func(err error) { log.Warn("mqtt connection error", "url", redactURL(u), "err", err) },
+			OnServerDisconnect: func(d *paho.Disconnect) {
+				log.Warn("mqtt server disconnected us", "url", redactURL(u), "reason_code", d.ReasonCode)
+			},
+		},
 	}
 	if o.MaxPacketSize > 0 || o.ReceiveMaximum > 0 {
 		size, recv := o.MaxPacketSize, o.ReceiveMaximum
@@ -194,10 +201,10 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 				if err != nil {
 					return nil, err
 				}
-				// Writes come from several goroutines; a TLS connection
-				// must see them whole (as the client's own TLS dialer
-				// ensures).
-				return newBufConn(packets.NewThreadSafeConn(c)), nil
+				// Writes come from several goroutines: bufConn's lock
+				// keeps each packet whole (as the client's own TLS dialer
+				// does with its thread-safe wrapper).
+				return newBufConn(c), nil
 			}
 		}
 	}
@@ -209,13 +216,19 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 }
 
 // bufConn is a connection whose reads go through a buffer. Only the
-// client's reading goroutine reads.
+// client's reading goroutine reads. It is a sync.Locker: the MQTT client
+// then holds the lock around each packet it writes (it writes a packet in
+// several calls unless the connection is a bare TCP one, whose writev keeps
+// the packet whole), so packets written by two goroutines never interleave.
 type bufConn struct {
 	net.Conn
 	r *bufio.Reader
+	sync.Mutex
 }
 
 func newBufConn(c net.Conn) *bufConn { return &bufConn{Conn: c, r: bufio.NewReaderSize(c, 64<<10)} }
+
+var _ sync.Locker = (*bufConn)(nil)
 
 func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
