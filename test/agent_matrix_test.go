@@ -753,15 +753,30 @@ func TestAgentMatrix(t *testing.T) {
 		r.bridge("b1", "")
 		a := r.agent("a1", r.mxBase(mxFarStage))
 		flaky := filepath.Join(a.dir, "flaky.sh")
-		if err := os.WriteFile(flaky, []byte(fmt.Sprintf("#!/bin/sh\n%s ATTEMPT\nn=$(grep -c ATTEMPT %s)\n[ \"$n\" -ge 3 ] || exit 1\n%s POWEROFF\n",
-			filepath.Join(a.dir, "rec.sh"), a.rec, filepath.Join(a.dir, "rec.sh"))), 0o755); err != nil {
+		rec := filepath.Join(a.dir, "rec.sh")
+		if err := os.WriteFile(flaky, []byte(fmt.Sprintf("#!/bin/sh\n%s ATTEMPT\nn=$(grep -c ATTEMPT %s)\nif [ \"$n\" -lt 3 ]; then %s FAILED; exit 1; fi\n%s POWEROFF\n",
+			rec, a.rec, rec, rec)), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		a.cfg = strings.Replace(a.cfg, fmt.Sprintf("shutdown_command: [%s, POWEROFF]", filepath.Join(a.dir, "rec.sh")), "shutdown_command: ["+flaky+"]", 1)
+		a.cfg = strings.Replace(a.cfg, fmt.Sprintf("shutdown_command: [%s, POWEROFF]", rec), "shutdown_command: ["+flaky+"]", 1)
 		a.start()
 		at, _ := r.setStatus("dummy", "nut1", "OB DISCHRG LB", 300)
-		// Attempts at T+final_delay, then after 5 s and 10 s of backoff.
-		a.poweroffAt(at.Add(mxFinalDelay+15*time.Second), "third attempt after backoffs of 5 s and 10 s")
+		// Attempts at T+final_delay, then 5 s and 10 s after each failure
+		// (timed from the command's start and end as it records them: a
+		// command's own run time is not the agent's).
+		want := at.Add(mxFinalDelay)
+		for i, backoff := range []time.Duration{0, 5 * time.Second, 10 * time.Second} {
+			if i > 0 {
+				want = a.waitRecord("FAILED", i, 20*time.Second).Add(backoff)
+			}
+			got := a.waitRecord("ATTEMPT", i+1, time.Until(want)+10*time.Second)
+			d := got.Sub(want)
+			mxResult(t, fmt.Sprintf("attempt %d at T%+.2fs", i+1, d.Seconds()))
+			if d < -mxTolerance || d > mxTolerance {
+				t.Fatalf("power-off attempt %d at %s, want %s ± %s\nagent output:\n%s", i+1, got.Format("15:04:05.000"), want.Format("15:04:05.000"), mxTolerance, a.out())
+			}
+		}
+		a.waitRecord("POWEROFF", 1, 10*time.Second)
 		if n := a.count("ATTEMPT"); n != 3 {
 			t.Fatalf("%d attempts, want 3", n)
 		}
