@@ -35,6 +35,10 @@ type floodSpec struct {
 	Conns    int
 	QoS      byte
 	Replayed []byte // a genuine signed state of an older seq
+	// Forged, when set, replaces the replays: a state of a future order
+	// with a signature that does not verify (each costs the agent a
+	// signature check).
+	Forged []byte
 }
 
 // TestFloodProcess is the flooder when run as a child; otherwise it does
@@ -67,6 +71,8 @@ func TestFloodProcess(t *testing.T) {
 			m = harness.FloodMsg{Topic: tp.BridgeAvailability(fmt.Sprintf("other%d", i%50)), Payload: []byte("offline")}
 		case i%4 == 2:
 			m = harness.FloodMsg{Topic: tp.State("ups1"), Payload: unsignedJSON}
+		case s.Forged != nil:
+			m = harness.FloodMsg{Topic: tp.State("ups1"), Payload: s.Forged}
 		default:
 			m = harness.FloodMsg{Topic: tp.State("ups1"), Payload: s.Replayed}
 		}
@@ -127,7 +133,9 @@ func heap() uint64 {
 // delay from publish to Take, and the memory before and after.
 //
 // UPSBRIDGE_FLOOD_SECONDS, _RATE (per connection), _CONNS and _QOS (the
-// flood's and the agent's subscription QoS, "0/0") change the defaults.
+// flood's and the agent's subscription QoS, "0/0") change the defaults;
+// UPSBRIDGE_FLOOD_FORGED=1 replaces the replays with states signed by
+// another key (the costliest junk: a signature check each).
 func TestAgentFlood(t *testing.T) {
 	seconds := envFloat("UPSBRIDGE_FLOOD_SECONDS", 10)
 	rate := int(envFloat("UPSBRIDGE_FLOOD_RATE", 0))
@@ -196,7 +204,18 @@ func TestAgentFlood(t *testing.T) {
 	}
 	rssBefore, heapBefore := rss(t), heap()
 
-	spec, _ := json.Marshal(floodSpec{Addr: harness.Addr(mq.Port), Seconds: seconds, Rate: rate, Conns: conns, QoS: floodQoS, Replayed: mk(1)})
+	fs := floodSpec{Addr: harness.Addr(mq.Port), Seconds: seconds, Rate: rate, Conns: conns, QoS: floodQoS, Replayed: mk(1)}
+	if os.Getenv("UPSBRIDGE_FLOOD_FORGED") == "1" {
+		// Signed by another key: passes every cheap check.
+		_, otherKey, _ := signing.GenerateKey()
+		s := &bridge.State{UPS: "ups1", Seq: 1 << 40, Status: bridge.ParseStatus("OB LB"), Vars: bridge.Vars{"ups.status": "OB LB"}, Comm: true, Time: time.Now()}
+		p := mqttwire.NewStatePayload(s, "b1", epoch, time.Now())
+		if err := signing.NewSigner(otherKey).SignState(&p); err != nil {
+			t.Fatal(err)
+		}
+		fs.Forged, _ = json.Marshal(p)
+	}
+	spec, _ := json.Marshal(fs)
 	flood := exec.Command(os.Args[0], "-test.run=^TestFloodProcess$", "-test.v")
 	flood.Env = append(os.Environ(), floodEnv+"="+string(spec))
 	out := &harness.SafeBuffer{}
@@ -212,6 +231,8 @@ func TestAgentFlood(t *testing.T) {
 	// The bridge: a signed live state every 500 ms during the flood.
 	published := map[uint64]time.Time{}
 	var peakRSS int64
+	var peakHeap uint64
+	var peakGoroutines int
 	seq := uint64(1)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -227,6 +248,10 @@ func TestAgentFlood(t *testing.T) {
 				t.Errorf("bridge publish of seq %d: %v", seq, err)
 			}
 			peakRSS = max(peakRSS, rss(t))
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			peakHeap = max(peakHeap, ms.HeapInuse)
+			peakGoroutines = max(peakGoroutines, runtime.NumGoroutine())
 		}
 	}
 	elapsed := time.Since(start)
@@ -265,8 +290,8 @@ func TestAgentFlood(t *testing.T) {
 		t.Logf("real states: %d published, %d taken; delay publish->Take median %s, worst %s",
 			len(published), len(delays), delays[len(delays)/2].Round(time.Microsecond), delays[len(delays)-1].Round(time.Microsecond))
 	}
-	t.Logf("agent process RSS before %.1f MiB, peak during %.1f MiB, after %.1f MiB; Go heap before %.1f MiB, after %.1f MiB",
-		mib(rssBefore), mib(peakRSS), mib(rssAfter), float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20))
+	t.Logf("agent process RSS before %.1f MiB, peak during %.1f MiB, after %.1f MiB; Go heap before %.1f MiB, peak in use during %.1f MiB, after %.1f MiB; goroutines peak %d",
+		mib(rssBefore), mib(peakRSS), mib(rssAfter), float64(heapBefore)/(1<<20), float64(peakHeap)/(1<<20), float64(heapAfter)/(1<<20), peakGoroutines)
 	// Inside the agent, nothing is lost: every real state the broker
 	// delivered was accepted and taken, whatever junk came with it.
 	if c.Accepted-1 != uint64(len(delays)) {

@@ -203,6 +203,9 @@ func (c *checker) state(sp *supply, payload []byte, live bool, now time.Time) ve
 			return fmt.Errorf("%s: %d bytes, more than %d", topic, len(payload), mqttwire.MaxPayload)
 		}}
 	}
+	if len(payload) == 0 || payload[0] != '{' {
+		return verdict{reason: ReasonMalformed, why: func() error { return fmt.Errorf("%s: %d bytes, not a JSON object", topic, len(payload)) }}
+	}
 	if c.required && !bytes.Contains(payload, sigKey) {
 		return verdict{reason: ReasonUnsigned, why: func() error { return fmt.Errorf("%s: %w", topic, signing.ErrUnsigned) }}
 	}

@@ -95,6 +95,7 @@ func TestChecks(t *testing.T) {
 		{name: "topic of another ups", last: msg{topic: "ub/ups/ups2/state", payload: signed()}, want: ReasonMalformed},
 		{name: "topic outside the contract", last: msg{topic: "ub/ups/ups1/energy", payload: []byte("{}")}, want: ReasonMalformed},
 		{name: "garbage", last: live([]byte("\x00\xff garbage")), want: ReasonMalformed},
+		{name: "garbage with require_signed", required: true, last: live([]byte("\x00\xff garbage")), want: ReasonMalformed},
 		{name: "empty (cleared topic)", last: live(nil), want: ReasonMalformed},
 		{name: "huge", last: live([]byte(`{"ups":"ups1","x":"` + strings.Repeat("a", mqttwire.MaxPayload) + `"}`)), want: ReasonMalformed},
 		{name: "json of another ups", last: live(enc(t, st(func(p *mqttwire.StatePayload) { p.UPS = "ups2" }), priv)), want: ReasonMalformed},
@@ -367,4 +368,24 @@ func BenchmarkHandle(b *testing.B) {
 			in.Handle(stateTopic, ps[i%len(ps)], false)
 		}
 	})
+}
+
+func TestStats(t *testing.T) {
+	in, err := New(Options{TopicPrefix: "ub", Supplies: []Supply{{UPS: "ups1"}}, Verifier: signing.NewVerifier(testPub), RequireSigned: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Handle(stateTopic, enc(t, st(seq(2)), testPriv), false)
+	in.Handle(stateTopic, enc(t, st(seq(1)), testPriv), false)
+	in.Handle(stateTopic, []byte("junk"), false)
+	st := in.Stats()
+	want := map[string]uint64{"intake_accepted_total": 1, "intake_dropped_replay_total": 1, "intake_dropped_malformed_total": 1, "intake_dropped_skew_total": 0}
+	for k, v := range want {
+		if st[k] != v {
+			t.Errorf("%s = %v, want %d (all: %v)", k, st[k], v, st)
+		}
+	}
+	if len(st) != int(numReasons) {
+		t.Errorf("%d keys, want one per reason and accepted: %v", len(st), st)
+	}
 }

@@ -47,7 +47,9 @@ type Supply struct {
 // Options configure an [Intake].
 type Options struct {
 	// Conn is the agent's own connection. Its Will should be Offline,
-	// retained, on the agent's state topic.
+	// retained, on the agent's state topic. The intake opens it twice: for
+	// what the agent publishes (with the Will) and, with the client id
+	// suffixed "-news" and no Will, for reading.
 	Conn        mqttconn.ConnOptions
 	TopicPrefix string
 	Supplies    []Supply
@@ -62,9 +64,10 @@ type Options struct {
 	// Known are the highest orders accepted per UPS in an earlier run (the
 	// agent's state file): anything not after them is a replay.
 	Known map[string]mqttwire.Order
-	// QoS of the subscriptions (default 0, see docs/agent.md: with QoS 1
-	// a flood of QoS 1 junk fills the broker's per-client queue and the
-	// broker drops what follows, real states included).
+	// QoS of the subscriptions (default 0). mosquitto drops messages for a
+	// client whose outgoing queue is full whatever their QoS, so QoS 1
+	// does not keep a real state from being dropped under a flood (see
+	// docs/security.md); it only adds acknowledgements.
 	QoS byte
 	// ConflictWindow: a state from a second bridge while the first
 	// published within this window is a conflict (default 1 min).
@@ -73,8 +76,9 @@ type Options struct {
 	// kind, two conflict news of one supply, and two requests for the
 	// retained state of a supply held for skew (default 10 s).
 	RateLimit time.Duration
-	// OnUp is called (on its own goroutine) after each (re)connect and
-	// subscription, so the agent can publish its state again.
+	// OnUp is called (on the intake's own goroutine) after the reading
+	// connection has (re)subscribed and after the writing one has
+	// (re)connected, so the agent can publish its state again.
 	OnUp func(ctx context.Context)
 	// Now is the agent's clock; nil is time.Now. News is stamped with it.
 	Now    func() time.Time
@@ -85,6 +89,11 @@ type Options struct {
 // state of MaxPayload bytes and its topic. The broker drops larger ones for
 // this client instead of sending them (MQTT v5 Maximum Packet Size).
 const MaxPacket = mqttwire.MaxPayload + 1024
+
+// ReceiveMaximum bounds the messages read from the broker and waiting for
+// the checks: at most ReceiveMaximum × MaxPacket bytes (16 MiB), whatever
+// arrives. A backlog stays in the socket and the broker.
+const ReceiveMaximum = 64
 
 // Intake reads and checks the news of an agent's supplies.
 type Intake struct {
@@ -156,6 +165,9 @@ func New(opts Options) (*Intake, error) {
 	if opts.Conn.MaxPacket == 0 {
 		opts.Conn.MaxPacket = MaxPacket
 	}
+	if opts.Conn.ReceiveMaximum == 0 {
+		opts.Conn.ReceiveMaximum = ReceiveMaximum
+	}
 	opts.Conn.BufferedRead = true
 	in := &Intake{
 		opts: opts, log: opts.Logger.With("component", "intake"),
@@ -186,8 +198,12 @@ func (in *Intake) Take(buf []news.News) []news.News {
 }
 
 // Orders returns the highest order accepted per UPS (including those given
-// in Options.Known), for the agent's state file.
+// in Options.Known), for the agent's state file. A nil intake (not built
+// yet) has none.
 func (in *Intake) Orders() map[string]mqttwire.Order {
+	if in == nil {
+		return nil
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	out := make(map[string]mqttwire.Order, len(in.chk.supplies))
@@ -207,6 +223,19 @@ func (in *Intake) Counts() Counts {
 		c.Dropped[i] = in.dropped[i].Load()
 	}
 	return c
+}
+
+// Stats reports the counters under keys the HTTP endpoint exports as
+// counters (bridge.StatsReporter): intake_accepted_total and
+// intake_dropped_<reason>_total for every reason (malformed, unsigned,
+// bad_signature, replay, skew, unknown_bridge, conflict).
+func (in *Intake) Stats() map[string]any {
+	c := in.Counts()
+	out := map[string]any{"intake_accepted_total": c.Accepted}
+	for r := ReasonMalformed; r < numReasons; r++ {
+		out["intake_dropped_"+r.String()+"_total"] = c.Dropped[r]
+	}
+	return out
 }
 
 // put stores n in its slot; called with mu held.
@@ -343,14 +372,36 @@ func (in *Intake) subscriptions() map[string]bool {
 	return out
 }
 
-// Run connects and reads until ctx ends.
+// Run connects and reads until ctx ends. The intake keeps two connections:
+// one reads the news (no Will; its queue of received messages bounded), the
+// other carries the agent's Will and what the agent publishes. A flood on
+// the topics the agent reads can hold up the reading connection (its client
+// reads acknowledgements behind the flood); it never holds up the agent's
+// own state, which a primary waits for before it cuts the power.
 func (in *Intake) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	up := make(chan *autopaho.ConnectionManager, 1)
-	cm, err := mqttconn.Connect(ctx, in.opts.Conn, mqttconn.Handlers{
+	writerUp := make(chan struct{}, 1)
+	writer, err := mqttconn.Connect(ctx, in.opts.Conn, mqttconn.Handlers{
+		OnUp: func(*autopaho.ConnectionManager) {
+			select {
+			case writerUp <- struct{}{}:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("agent intake: %w", err)
+	}
+	rc := in.opts.Conn
+	rc.Will = nil
+	if rc.ClientID != "" {
+		rc.ClientID += "-news"
+	}
+	reader, err := mqttconn.Connect(ctx, rc, mqttconn.Handlers{
 		OnUp: func(cm *autopaho.ConnectionManager) {
 			select {
 			case up <- cm:
@@ -369,25 +420,28 @@ func (in *Intake) Run(ctx context.Context) error {
 		OnPublish: in.Handle,
 	})
 	if err != nil {
+		cancel()
+		<-writer.Done()
 		return fmt.Errorf("agent intake: %w", err)
 	}
 	in.cmMu.Lock()
-	in.cm = cm
+	in.cm = writer
 	in.cmMu.Unlock()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		in.subscriber(ctx, up)
+		in.subscriber(ctx, up, writerUp)
 	}()
 	<-ctx.Done()
-	<-cm.Done()
+	<-reader.Done()
+	<-writer.Done()
 	return nil
 }
 
 // subscriber owns the subscriptions: after every connect it subscribes to
 // everything; later it adds bridges as they are learnt, drops those no
 // longer read, and asks again for retained states held for skew.
-func (in *Intake) subscriber(ctx context.Context, up <-chan *autopaho.ConnectionManager) {
+func (in *Intake) subscriber(ctx context.Context, up <-chan *autopaho.ConnectionManager, writerUp <-chan struct{}) {
 	var cm *autopaho.ConnectionManager
 	have := map[string]bool{}
 	for {
@@ -409,6 +463,12 @@ func (in *Intake) subscriber(ctx context.Context, up <-chan *autopaho.Connection
 		case <-in.wake:
 			if cm != nil {
 				in.reconcile(ctx, cm, have, false)
+			}
+		case <-writerUp:
+			// The agent publishes its state again on the (re)connected
+			// writing connection.
+			if in.opts.OnUp != nil {
+				in.opts.OnUp(ctx)
 			}
 		}
 	}

@@ -11,10 +11,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/upsbridge/upsbridge/bridge"
@@ -38,6 +38,12 @@ type ConnOptions struct {
 	// messages for this client instead of sending them; 0 means
 	// MaxInboundPacket.
 	MaxPacket int
+	// ReceiveMaximum, when not 0, is announced to the broker (MQTT v5
+	// Receive Maximum) and bounds the client's queue of received messages
+	// waiting for the handler (65535 otherwise): with it, a slow handler
+	// holds at most that many messages in memory and a backlog stays in
+	// the socket and the broker.
+	ReceiveMaximum uint16
 	// BufferedRead reads the connection through a buffer (tcp and tls
 	// schemes): the MQTT client reads each packet in several small reads,
 	// a system call each without it, which caps how many messages per
@@ -159,13 +165,24 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 			attempt++
 			log.Warn("mqtt connect failed; retrying with backoff", "url", redactURL(u), "attempt", attempt, "err", err)
 		},
-		ClientConfig: paho.ClientConfig{ClientID: o.ClientID},
+		ClientConfig: paho.ClientConfig{
+			ClientID: o.ClientID,
+			// Why a connection went down, for the log line that follows.
+			OnClientError: func(err error) { log.Warn("mqtt connection error", "url", redactURL(u), "err", err) },
+			OnServerDisconnect: func(d *paho.Disconnect) {
+				log.Warn("mqtt server disconnected us", "url", redactURL(u), "reason_code", d.ReasonCode)
+			},
+		},
 		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
 			if cp.Properties == nil {
 				cp.Properties = &paho.ConnectProperties{}
 			}
 			maxSize := uint32(maxPacket)
 			cp.Properties.MaximumPacketSize = &maxSize
+			if o.ReceiveMaximum > 0 {
+				recv := o.ReceiveMaximum
+				cp.Properties.ReceiveMaximum = &recv
+			}
 			return cp, nil
 		},
 	}
@@ -202,10 +219,10 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 				if err != nil {
 					return nil, err
 				}
-				// Writes come from several goroutines; a TLS connection
-				// must see them whole (as the client's own TLS dialer
-				// ensures).
-				return newBufConn(packets.NewThreadSafeConn(c)), nil
+				// Writes come from several goroutines: bufConn's lock
+				// keeps each packet whole (as the client's own TLS dialer
+				// does with its thread-safe wrapper).
+				return newBufConn(c), nil
 			}
 		}
 	}
@@ -217,13 +234,19 @@ func Connect(ctx context.Context, o ConnOptions, h Handlers) (*autopaho.Connecti
 }
 
 // bufConn is a connection whose reads go through a buffer. Only the
-// client's reading goroutine reads.
+// client's reading goroutine reads. It is a sync.Locker: the MQTT client
+// then holds the lock around each packet it writes (it writes a packet in
+// several calls unless the connection is a bare TCP one, whose writev keeps
+// the packet whole), so packets written by two goroutines never interleave.
 type bufConn struct {
 	net.Conn
 	r *bufio.Reader
+	sync.Mutex
 }
 
 func newBufConn(c net.Conn) *bufConn { return &bufConn{Conn: c, r: bufio.NewReaderSize(c, 64<<10)} }
+
+var _ sync.Locker = (*bufConn)(nil)
 
 func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
