@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -222,5 +224,46 @@ func TestHASSDangerousAndDeviceMode(t *testing.T) {
 	publish(t, ha, "upsbridge/ups/sim-ups/command", `{"command":"shutdown.return"}`, false)
 	sub.WaitPayload(resultT, 10*time.Second, func(p string) bool {
 		return strings.Contains(p, `"command":"shutdown.return"`) && strings.Contains(p, `"status":"SUCCESS"`)
+	})
+}
+
+// TestOneMQTTClientPerRole runs a bridge with Home Assistant discovery,
+// the primary, the agents' relay and an agent of its own against a
+// mosquitto that accepts three clients: the test's subscriber, the
+// bridge's connection (publisher, discovery scan, primary, relay) and the
+// agent's (with its Will). A fourth client would be refused, and the
+// scan, the agent or the bridge would fail to do its part.
+func TestOneMQTTClientPerRole(t *testing.T) {
+	broker := harness.StartMosquittoConf(t, "max_connections 3\n")
+	// The subscriber seeds the ghost config itself: it is the test's one
+	// client.
+	sub := harness.Subscribe(t, broker.URL(), "homeassistant/#", "upsbridge/#")
+	harness.PublishRetained(t, sub, ghostCfg, `{"name":"Gone","unique_id":"`+simDevice+`_input_gone","state_topic":"upsbridge/ups/sim-ups/state","device":{"identifiers":["`+simDevice+`"],"via_device":"upsbridge_hat"}}`)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec.sh")
+	if err := os.WriteFile(rec, []byte("#!/bin/sh\necho \"$@\" >> "+filepath.Join(dir, "record.txt")+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	harness.StartBridge(t, bridgeConfig(broker.URL(), filepath.Join(dir, "state"), "entity", fmt.Sprintf(`notify:
+  - {name: log, type: exec, command: [%q]}
+agent:
+  id: host1
+  supplies: [{ups: sim-ups}]
+  poweroff: command
+  shutdown_command: [%q, poweroff]
+  state_file: %s
+`, rec, rec, filepath.Join(dir, "agent.json"))))
+	sub.WaitFor("the ghost config removed by the scan, the bridge and the agent online", 30*time.Second, func(msgs []harness.Msg) bool {
+		c := latestConfigs(msgs, "homeassistant")
+		bridgeOnline, agentOnline := false, false
+		for _, m := range msgs {
+			switch m.Topic {
+			case "upsbridge/bridge/hat/availability":
+				bridgeOnline = m.Payload == "online"
+			case "upsbridge/agent/host1/state":
+				agentOnline = strings.HasPrefix(m.Payload, "{")
+			}
+		}
+		return count(msgs, ghostCfg) >= 2 && c[ghostCfg] == "" && c[chargeCfg] != "" && bridgeOnline && agentOnline
 	})
 }
