@@ -228,18 +228,27 @@ func TestHASSDangerousAndDeviceMode(t *testing.T) {
 }
 
 // TestOneMQTTClientPerRole runs a bridge with Home Assistant discovery,
-// the primary, the agents' relay and an agent of its own against a
-// mosquitto that accepts three clients: the test's subscriber, the
-// bridge's connection (publisher, discovery scan, primary, relay) and the
-// agent's (with its Will). A fourth client would be refused, and the
-// scan, the agent or the bridge would fail to do its part.
+// the primary, the agents' relay and an agent of its own, and reads in
+// mosquitto's log which clients connected: the bridge's one connection
+// (publisher, discovery scan, primary, relay) and the agent's (with its
+// Will), nothing else.
 func TestOneMQTTClientPerRole(t *testing.T) {
-	broker := harness.StartMosquittoConf(t, "max_connections 3\n")
-	// The subscriber seeds the ghost config itself: it is the test's one
-	// client.
+	dir := t.TempDir()
+	// Run as root, mosquitto writes as its own user: its log lives in a
+	// directory that user can reach (t.TempDir's are private).
+	logDir, err := os.MkdirTemp("", "upsbridge-mosquitto-log-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(logDir) })
+	if err := os.Chmod(logDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	brokerLog := filepath.Join(logDir, "mosquitto.log")
+	broker := harness.StartMosquittoConf(t, "log_dest file "+brokerLog+"\nlog_type notice\n")
+	// A stale config of this bridge: the scan must find and remove it.
 	sub := harness.Subscribe(t, broker.URL(), "homeassistant/#", "upsbridge/#")
 	harness.PublishRetained(t, sub, ghostCfg, `{"name":"Gone","unique_id":"`+simDevice+`_input_gone","state_topic":"upsbridge/ups/sim-ups/state","device":{"identifiers":["`+simDevice+`"],"via_device":"upsbridge_hat"}}`)
-	dir := t.TempDir()
 	rec := filepath.Join(dir, "rec.sh")
 	if err := os.WriteFile(rec, []byte("#!/bin/sh\necho \"$@\" >> "+filepath.Join(dir, "record.txt")+"\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -266,4 +275,25 @@ agent:
 		}
 		return count(msgs, ghostCfg) >= 2 && c[ghostCfg] == "" && c[chargeCfg] != "" && bridgeOnline && agentOnline
 	})
+	b, err := os.ReadFile(brokerLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "New client connected from 127.0.0.1:40000 as upsbridge-hat (p5, c1, k30)."
+	clients := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		_, rest, ok := strings.Cut(line, "New client connected from ")
+		if !ok {
+			continue
+		}
+		if _, id, ok := strings.Cut(rest, " as "); ok {
+			id, _, _ = strings.Cut(id, " ")
+			if strings.HasPrefix(id, "upsbridge-") {
+				clients[id] = true
+			}
+		}
+	}
+	if len(clients) != 2 || !clients["upsbridge-hat"] || !clients["upsbridge-agent-host1"] {
+		t.Errorf("the process connected as %v, want upsbridge-hat and upsbridge-agent-host1 only; broker log:\n%s", clients, b)
+	}
 }
