@@ -58,8 +58,12 @@ type Discovery struct {
 	energy    map[string]*energyAcc
 	applied   bool // the scan's stale list was acted on
 
+	// scanMu guards the scan under way, fed by Tap on the connection's
+	// receiving goroutine, which must not wait for the publishing one.
+	scanMu   sync.Mutex
+	scanning *scanRun
+
 	mu       sync.Mutex // guards the fields below (scan goroutine, command goroutines)
-	scanning *scanRun   // the scan under way, fed by Tap
 	scanned  bool
 	stale    map[string]retainedConfig // topic -> config found by the scan
 	baseline map[string]float64        // ups -> energy kWh found by the scan
@@ -491,8 +495,8 @@ func (d *Discovery) Tap(topic string, payload []byte, retained bool) bool {
 	if wire.Kind != mqttwire.KindEnergy && wire.Kind != mqttwire.KindHASSScan && !isConfig {
 		return false
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.scanMu.Lock()
+	defer d.scanMu.Unlock()
 	sc := d.scanning
 	switch {
 	case wire.Kind == mqttwire.KindHASSScan:
@@ -527,8 +531,11 @@ func (d *Discovery) Tap(topic string, payload []byte, retained bool) bool {
 func (d *Discovery) Scan(ctx context.Context, s Session) error {
 	if err := d.scan(ctx, s); err != nil {
 		d.log.Warn("scan for stale Home Assistant configs failed; none removed", "err", err)
+		d.scanMu.Lock()
+		d.scanning = nil
+		d.scanMu.Unlock()
 		d.mu.Lock()
-		d.scanning, d.stale, d.scanned = nil, nil, true
+		d.stale, d.scanned = nil, true
 		d.mu.Unlock()
 	}
 	return nil
@@ -545,9 +552,9 @@ func (d *Discovery) scan(ctx context.Context, s Session) error {
 		energy:  map[string]float64{},
 		synced:  make(chan struct{}),
 	}
-	d.mu.Lock()
+	d.scanMu.Lock()
 	d.scanning = sc
-	d.mu.Unlock()
+	d.scanMu.Unlock()
 	filters := []string{d.configFilter(), d.energyFilter()}
 	defer func() {
 		// Every config change under the prefix would come to the bridge
@@ -573,10 +580,12 @@ func (d *Discovery) scan(ctx context.Context, s Session) error {
 	case <-ctx.Done():
 		return fmt.Errorf("hass scan: marker not seen within %s", d.o.ScanTimeout)
 	}
+	d.scanMu.Lock()
+	d.scanning = nil // Tap collects no more
+	d.scanMu.Unlock()
 	d.mu.Lock()
 	// configs belongs to the sink goroutine once handed over: count first.
 	ours, counters := len(sc.configs), len(sc.energy)
-	d.scanning = nil
 	d.stale, d.scanned = sc.configs, true
 	for k, v := range sc.energy {
 		d.baseline[k] = v
