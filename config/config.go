@@ -41,6 +41,8 @@ type Config struct {
 	// Agent is the shutdown agent's section, nil when absent. Its struct
 	// is registered by the agent's package (RegisterSection).
 	Agent any `koanf:"agent"`
+	// NUTServer serves the bridge's UPSes to NUT clients (off by default).
+	NUTServer NUTServer `koanf:"nut_server"`
 }
 
 // Log configures logging.
@@ -342,6 +344,7 @@ func (c *Config) Validate() []FieldError {
 	if v, ok := c.Agent.(Validator); ok {
 		errs = append(errs, Prefix("agent", v.Validate())...)
 	}
+	errs = append(errs, Prefix("nut_server", c.NUTServer.Validate())...)
 	return errs
 }
 

@@ -177,6 +177,7 @@ func codeKeys(t *testing.T) map[string][]docKey {
 	ag.ApplyDefaults("/var/lib/upsbridge")
 	cfg.Agent = ag
 	cfg.MQTT.Broker.Users = []config.BrokerUser{{}}
+	cfg.NUTServer.Users, cfg.NUTServer.UPS = []config.NUTUser{{}}, []config.NUTServerUPS{{}}
 	var top []docKey
 	walkKeys("", reflect.ValueOf(cfg), &top)
 	out["top"] = top

@@ -12,7 +12,7 @@
 //     is waited for, up to max_wait after FSD;
 //   - hosts a [HostCounter] reports (NUT secondaries logged in to the
 //     bridge's NUT server) are waited for while they are counted, up to
-//     max_wait.
+//     host_sync after FSD, as upsmon's primary waits for its secondaries.
 //
 // Then it waits final_delay and, with kill_power, and only if the UPS is
 // still not on line, sets ups.delay.shutdown to kill_power_delay where the
@@ -417,6 +417,8 @@ func (p *Primary) handshake(ctx context.Context, ups string) {
 		"agents", hosts, "host_sync", p.opts.HostSync, "max_wait", p.opts.MaxWait)
 
 	deadline := fsdAt.Add(p.opts.MaxWait)
+	secUntil := fsdAt.Add(p.opts.HostSync)
+	secReported := false
 	reported := map[string]bool{}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -431,7 +433,18 @@ func (p *Primary) handshake(ctx context.Context, ups string) {
 			}
 		}
 		waiting := sortedIDs(vs, false)
-		sec := p.secondaries(ups)
+		// NUT secondaries are waited for as upsmon's primary waits for
+		// its secondaries: until they log out or host_sync passes (a
+		// LOGIN has no status telling a stopping host from a dead one).
+		sec := 0
+		if now.Before(secUntil) {
+			sec = p.secondaries(ups)
+		} else if !secReported {
+			secReported = true
+			if n := p.secondaries(ups); n > 0 {
+				p.log.Warn("host_sync passed; not waiting for NUT secondaries still logged in", "ups", ups, "secondaries", n, "host_sync", p.opts.HostSync)
+			}
+		}
 		if len(waiting) == 0 && sec == 0 {
 			p.emit(ups, bridge.EventHostsDown, fmt.Sprintf("UPS %s: every host it feeds is down (%s after FSD)", ups, now.Sub(fsdAt).Round(time.Millisecond)),
 				"after", now.Sub(fsdAt))
@@ -451,8 +464,13 @@ func (p *Primary) handshake(ctx context.Context, ups string) {
 		if !next.IsZero() && next.Before(wake) {
 			wake = next
 		}
-		if sec > 0 && now.Add(time.Second).Before(wake) {
-			wake = now.Add(time.Second) // counters have no news channel
+		if sec > 0 {
+			if now.Add(time.Second).Before(wake) {
+				wake = now.Add(time.Second) // counters have no news channel
+			}
+			if secUntil.Before(wake) {
+				wake = secUntil
+			}
 		}
 		timer.Reset(wake.Sub(now))
 		select {

@@ -290,12 +290,21 @@ func TestHandshakeTimeline(t *testing.T) {
 		},
 		{
 			name: "NUT secondaries are waited for while logged in",
-			opts: func(o *Options) { o.Hosts = []HostCounter{&counter{until: 25 * time.Second}} },
+			opts: func(o *Options) { o.Hosts = []HostCounter{&counter{until: 10 * time.Second}} },
 			script: func(r *rig) {
 				r.opts().Hosts[0].(*counter).start = r.fb.start
 				r.ups("OB LB")
 			},
-			wantKill: 25*time.Second + finalDelay,
+			wantKill: 10*time.Second + finalDelay,
+		},
+		{
+			name: "NUT secondaries still logged in at host_sync are not waited for longer",
+			opts: func(o *Options) { o.Hosts = []HostCounter{&counter{until: time.Hour}} },
+			script: func(r *rig) {
+				r.opts().Hosts[0].(*counter).start = r.fb.start
+				r.ups("OB LB")
+			},
+			wantKill: hostSync + finalDelay,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -131,3 +131,6 @@ func (p *Process) Stop(t testing.TB, timeout time.Duration) int {
 
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
+
+// PID returns the process id (to read its /proc figures).
+func (p *Process) PID() int { return p.cmd.Process.Pid }
