@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/upsbridge/upsbridge/sinks/agentrelay"
 	"github.com/upsbridge/upsbridge/sinks/httpapi"
 	"github.com/upsbridge/upsbridge/sinks/mqtt"
+	"github.com/upsbridge/upsbridge/sinks/nutserver"
 	"github.com/upsbridge/upsbridge/sinks/primary"
 )
 
@@ -77,11 +79,22 @@ func build(cfg *config.Config, log *slog.Logger, extraSinks []bridge.Sink) (_ *p
 		p.bridge.AddSource(src)
 	}
 
-	// 3. The bridge's MQTT sink, when this process publishes UPSes. Its
+	// 3. The NUT server, before the MQTT sink: the primary's handshake
+	// there waits for the NUT secondaries logged in to it as for agents
+	// (until they log out or host_sync passes). It listens only in step 7.
+	var hosts []primary.HostCounter
+	var nutSrv *nutserver.Server
+	if cfg.NUTServer.Enabled() {
+		if nutSrv, err = p.buildNUTServer(); err != nil {
+			return nil, err
+		}
+		hosts = append(hosts, primary.HostCounterFunc(func(ups string) int { return len(nutSrv.Logins(ups)) }))
+	}
+
+	// 4. The bridge's MQTT sink, when this process publishes UPSes. Its
 	// one connection carries the states and events, Home Assistant
 	// discovery with its scan of retained configs, the primary's reading
 	// of agents' states and the relay of agents' events.
-	hosts := []primary.HostCounter{} // hosts fed by a UPS besides agents (none yet)
 	if len(cfg.Sources) > 0 {
 		sink, err := p.buildMQTTSink(hosts)
 		if err != nil {
@@ -90,7 +103,7 @@ func build(cfg *config.Config, log *slog.Logger, extraSinks []bridge.Sink) (_ *p
 		p.bridge.AddSink(sink)
 	}
 
-	// 4. Notifiers: sinks of the bridge's events, and of agents' events
+	// 5. Notifiers: sinks of the bridge's events, and of agents' events
 	// through the relay on the MQTT sink's connection.
 	for i, t := range cfg.Notify {
 		spec, ok := t.Spec.(bridge.SinkSpec)
@@ -104,7 +117,7 @@ func build(cfg *config.Config, log *slog.Logger, extraSinks []bridge.Sink) (_ *p
 		p.bridge.AddSink(s)
 	}
 
-	// 5. The agent, with its own connection and its Will: it must say
+	// 6. The agent, with its own connection and its Will: it must say
 	// "offline" for this host when the process dies, which the bridge's
 	// connection (whose Will is the bridge's availability) cannot.
 	ag, err := p.buildAgent()
@@ -116,12 +129,20 @@ func build(cfg *config.Config, log *slog.Logger, extraSinks []bridge.Sink) (_ *p
 	for _, s := range extraSinks {
 		p.bridge.AddSink(s)
 	}
-	if len(cfg.Sources) == 0 && len(p.services) == 0 {
+	if len(cfg.Sources) == 0 && len(p.services) == 0 && nutSrv == nil {
 		return nil, configError{errors.New("nothing to run: the config has no sources and no agent")}
 	}
 
-	// 6. The HTTP API last: it reports on every other component, and
-	// listens only once the rest of the process is known to run.
+	// 7. Listening sockets last, once every step that can refuse the
+	// configuration has passed: the NUT server's, then the HTTP API's,
+	// which reports on every other component.
+	if nutSrv != nil {
+		if err := nutSrv.Listen(); err != nil {
+			return nil, err
+		}
+		p.closers = append(p.closers, func() { _ = nutSrv.Close() })
+		p.services = append(p.services, nutSrv.Serve)
+	}
 	if cfg.HTTP.Listen != "" {
 		if ag != nil {
 			// The API reads the stats of the bridge's sinks; the agent
@@ -143,6 +164,40 @@ func build(cfg *config.Config, log *slog.Logger, extraSinks []bridge.Sink) (_ *p
 		p.services = append(p.services, srv.Serve)
 	}
 	return p, nil
+}
+
+// buildNUTServer builds the NUT server of the nut_server section, a sink
+// of the bridge serving its UPSes to NUT clients; it listens in Listen.
+func (p *process) buildNUTServer() (*nutserver.Server, error) {
+	nc := p.cfg.NUTServer
+	opts := nutserver.Options{
+		Listen:    nc.Listen,
+		AllowFrom: nc.AllowPrefixes(),
+		Bridge:    p.bridge,
+		Version:   version,
+		Logger:    p.log,
+	}
+	if nc.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(nc.TLS.CertFile, nc.TLS.KeyFile)
+		if err != nil {
+			return nil, configError{fmt.Errorf("nut_server.tls: %w", err)}
+		}
+		opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	for _, u := range nc.Users {
+		opts.Users = append(opts.Users, nutserver.User{
+			Name: u.Name, Password: u.Password.Reveal(), Upsmon: u.Upsmon, Actions: u.Actions, InstCmds: u.InstCmds,
+		})
+	}
+	for _, u := range nc.UPS {
+		opts.UPS = append(opts.UPS, nutserver.UPS{ID: u.ID, Name: u.Name, Description: u.Description})
+	}
+	srv, err := nutserver.New(opts)
+	if err != nil {
+		return nil, configError{err}
+	}
+	p.bridge.AddSink(srv)
+	return srv, nil
 }
 
 // startBroker starts the embedded broker and points this process's MQTT
