@@ -19,13 +19,28 @@ import (
 // which the bridge is a secondary it returns ErrNotPrimary and changes
 // nothing: a secondary relays the FSD its server reports.
 func (b *Bridge) SetFSD(ctx context.Context, ups string) error {
+	return b.latchFSD(ctx, ups, false)
+}
+
+// ForceFSD latches forced shutdown on behalf of an authenticated outside
+// primary: a NUT client logged in with primary rights to the bridge's own
+// NUT server. Such a client is the UPS's primary for the hosts it serves,
+// so the latch is set even where the bridge itself is a secondary; it is
+// passed upstream only where the bridge is the primary (a secondary has no
+// right to set FSD on its server), else it stays local, with a warning.
+func (b *Bridge) ForceFSD(ctx context.Context, ups string) error {
+	return b.latchFSD(ctx, ups, true)
+}
+
+func (b *Bridge) latchFSD(ctx context.Context, ups string, outside bool) error {
 	b.mu.Lock()
 	e := b.upss[ups]
 	if e == nil {
 		b.mu.Unlock()
 		return fmt.Errorf("set FSD: %w %q", ErrUnknownUPS, ups)
 	}
-	if !isPrimary(e.owner, ups) {
+	primary := isPrimary(e.owner, ups)
+	if !primary && !outside {
 		b.mu.Unlock()
 		return fmt.Errorf("set FSD on %q: %w", ups, ErrNotPrimary)
 	}
@@ -42,6 +57,10 @@ func (b *Bridge) SetFSD(ctx context.Context, ups string) error {
 	b.emit(e, now, []Event{ev}, true)
 	owner := e.owner
 	b.mu.Unlock()
+	if !primary {
+		b.log.Warn("forced shutdown set by a NUT primary logged in to this bridge; not passed upstream: the bridge is a secondary of this UPS", "ups", ups)
+		return nil
+	}
 	b.log.Warn("forced shutdown set as primary", "ups", ups)
 	if fs, ok := owner.(ForcedShutdowner); ok {
 		if err := fs.SetFSD(ctx, ups); err != nil {

@@ -101,3 +101,39 @@ func TestFSDBelongsToThePrimary(t *testing.T) {
 		})
 	}
 }
+
+// TestForceFSDFromANUTPrimary: an authenticated NUT primary (logged in to
+// the bridge's own NUT server) latches FSD even where the bridge is a
+// secondary of its UPS; the FSD then stays local (never sent upstream,
+// where the bridge has no right), and where the bridge is the primary it
+// goes upstream too.
+func TestForceFSDFromANUTPrimary(t *testing.T) {
+	for _, primary := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			src := &primarySource{scripted: scripted{id: "s", in: make(chan Update)}, primary: primary}
+			rec := &recorder{}
+			b := New(Options{})
+			b.AddSource(src)
+			b.AddSink(rec)
+			done := make(chan struct{})
+			go func() { b.Run(ctx); close(done) }()
+			src.in <- Update{Source: "s", UPS: "u", Kind: Reading, Vars: Vars{"ups.status": "OB"}}
+			synctest.Wait()
+			if err := b.ForceFSD(ctx, "u"); err != nil {
+				t.Fatalf("ForceFSD (primary %v): %v", primary, err)
+			}
+			synctest.Wait()
+			states, events := rec.snapshot()
+			last := states[len(states)-1]
+			if !b.FSDLatched("u") || !last.Status.Has(FSD) || !last.Critical || countEvents(events, EventFSD) != 1 {
+				t.Fatalf("primary %v: FSD not latched: %q critical %v events %d", primary, last.Status.Raw, last.Critical, countEvents(events, EventFSD))
+			}
+			if want := map[bool]int{false: 0, true: 1}[primary]; len(src.fsd) != want {
+				t.Fatalf("primary %v: %d FSD sent upstream, want %d", primary, len(src.fsd), want)
+			}
+			cancel()
+			<-done
+		})
+	}
+}

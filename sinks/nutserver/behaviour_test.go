@@ -86,7 +86,7 @@ func TestFSDLatch(t *testing.T) {
 	if got := c.do("GET VAR qnapups ups.status\n"); got != "VAR qnapups ups.status \"FSD OB DISCHRG\"\n" {
 		t.Errorf("after FSD: %q", got)
 	}
-	waitFor(t, func() bool { _, f := ts.fb.snapshot(); return len(f) == 1 && f[0] == "rack" }, "bridge.SetFSD not called")
+	waitFor(t, func() bool { _, f := ts.fb.snapshot(); return len(f) == 1 && f[0] == "rack" }, "bridge.ForceFSD not called")
 	// The bridge's latched state: FSD in its status (appended by the
 	// bridge) is served in front, as upsd does.
 	st := testState("OB DISCHRG")

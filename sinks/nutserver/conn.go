@@ -361,7 +361,7 @@ func (c *conn) cmdFSD(a []string) {
 	un := sl.unit
 	un.localFSD.Store(true)
 	c.s.log.Warn("NUT client set forced shutdown", "remote", c.ip, "user", c.username, "nut_ups", sl.name, "ups", un.id)
-	// The status served here shows FSD at once (localFSD). bridge.SetFSD
+	// The status served here shows FSD at once (localFSD). bridge.ForceFSD
 	// latches it for MQTT, agents and notifiers, and passes it upstream
 	// (a NUT source as primary), which takes a round trip that must not
 	// hold this client: upsd too answers before anyone acts on it.
@@ -371,7 +371,7 @@ func (c *conn) cmdFSD(a []string) {
 		defer s.wg.Done()
 		ctx, cancel := context.WithTimeout(s.cmdCtx, s.opts.CommandTimeout)
 		defer cancel()
-		if err := s.opts.Bridge.SetFSD(ctx, un.id); err != nil {
+		if err := s.opts.Bridge.ForceFSD(ctx, un.id); err != nil {
 			s.log.Warn("NUT server: forced shutdown not passed on in full", "ups", un.id, "err", err)
 		}
 	}()

@@ -28,7 +28,9 @@ import (
 // sources, and the forced-shutdown latch.
 type Bridge interface {
 	bridge.CommandRunner
-	SetFSD(ctx context.Context, ups string) error
+	// ForceFSD latches FSD for a client with primary rights (see
+	// bridge.Bridge.ForceFSD).
+	ForceFSD(ctx context.Context, ups string) error
 }
 
 // User is an account, as a section of upsd.users.

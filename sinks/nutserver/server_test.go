@@ -46,7 +46,7 @@ func (f *fakeBridge) do(ctx context.Context, call string) (bridge.CommandResult,
 	return res, err
 }
 
-func (f *fakeBridge) SetFSD(ctx context.Context, ups string) error {
+func (f *fakeBridge) ForceFSD(ctx context.Context, ups string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fsd = append(f.fsd, ups)
