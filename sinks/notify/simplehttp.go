@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,7 +18,7 @@ import (
 func checkURL(key, raw string) []config.FieldError {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return []config.FieldError{config.Errorf(key, "must be an http(s) URL, got %q", redactURL(raw))}
+		return []config.FieldError{config.Errorf(key, "must be an http(s) URL, got %q", engine.RedactURL(raw))}
 	}
 	return nil
 }
@@ -26,30 +27,30 @@ func checkURL(key, raw string) []config.FieldError {
 
 // NtfyConfig is the `type: ntfy` notifier: a topic on an ntfy server.
 type NtfyConfig struct {
-	Common    `koanf:",squash"`
-	Server    string        `koanf:"server"`
-	Topic     string        `koanf:"topic"`
-	Token     config.Secret `koanf:"token"`
-	TokenFile string        `koanf:"token_file"`
-	TokenEnv  string        `koanf:"token_env"`
-	Username  string        `koanf:"username"`
-	Password  config.Secret `koanf:"password"`
-	Tags      []string      `koanf:"tags"`
-	Click     string        `koanf:"click"`
+	engine.Common `koanf:",squash"`
+	Server        string        `koanf:"server"`
+	Topic         string        `koanf:"topic"`
+	Token         config.Secret `koanf:"token"`
+	TokenFile     string        `koanf:"token_file"`
+	TokenEnv      string        `koanf:"token_env"`
+	Username      string        `koanf:"username"`
+	Password      config.Secret `koanf:"password"`
+	Tags          []string      `koanf:"tags"`
+	Click         string        `koanf:"click"`
 
-	tok secretRef
+	tok engine.SecretRef
 }
 
 func init() {
 	config.Register("notify", "ntfy", func() any {
-		return &NtfyConfig{Common: defaultCommon("ntfy", serviceDefaults{rateLimit: 30, flapWindow: 10 * time.Second}), Server: "https://ntfy.sh"}
+		return &NtfyConfig{Common: engine.Defaults("ntfy", engine.ServiceDefaults{RateLimit: 30, FlapWindow: 10 * time.Second}), Server: "https://ntfy.sh"}
 	})
 }
 
 // Validate implements config.Validator.
 func (c *NtfyConfig) Validate() []config.FieldError {
 	errs := c.Common.Validate()
-	errs = append(errs, c.tok.resolve(&c.Token, c.TokenFile, c.TokenEnv, "token", false)...)
+	errs = append(errs, c.tok.Resolve(&c.Token, c.TokenFile, c.TokenEnv, "token", false)...)
 	errs = append(errs, checkURL("server", c.Server)...)
 	if c.Topic == "" || strings.ContainsAny(c.Topic, "/?# ") {
 		errs = append(errs, config.Errorf("topic", "is required and must be a plain topic name, got %q", c.Topic))
@@ -65,18 +66,18 @@ func (c *NtfyConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("ntfy notifier %q: %w", c.Name, config.Errors(errs))
 	}
-	return newSink(env, &c.Common, &ntfy{cfg: c}, c.Token.Reveal(), c.Password.Reveal())
+	return engine.New(env, &c.Common, &ntfy{cfg: c}, c.Token.Reveal(), c.Password.Reveal())
 }
 
 type ntfy struct{ cfg *NtfyConfig }
 
-func (n *ntfy) escape(s string) string { return markupPlain.escape(s) }
+func (n *ntfy) Escape(s string) string { return engine.MarkupPlain.Escape(s) }
 
-func (n *ntfy) maxBytes() int { return 4000 }
+func (n *ntfy) MaxBytes() int { return 4000 }
 
-func (n *ntfy) send(ctx context.Context, m message) error {
+func (n *ntfy) Send(ctx context.Context, m engine.Message) error {
 	prio := map[bridge.Severity]int{bridge.SeverityInfo: 3, bridge.SeverityWarning: 4, bridge.SeverityCritical: 5}[m.Severity]
-	body := map[string]any{"topic": n.cfg.Topic, "title": truncate(m.Title, 1000), "message": truncate(m.Body, 4000), "priority": prio}
+	body := map[string]any{"topic": n.cfg.Topic, "title": engine.Truncate(m.Title, 1000), "message": engine.Truncate(m.Body, 4000), "priority": prio}
 	tags := append([]string{}, n.cfg.Tags...)
 	if m.Severity == bridge.SeverityCritical {
 		tags = append(tags, "rotating_light")
@@ -97,11 +98,11 @@ func (n *ntfy) send(ctx context.Context, m message) error {
 		req.SetBasicAuth(n.cfg.Username, n.cfg.Password.Reveal())
 		h.Set("Authorization", req.Header.Get("Authorization"))
 	}
-	resp, err := postJSON(ctx, "ntfy", strings.TrimRight(n.cfg.Server, "/")+"/", h, body)
+	resp, err := engine.PostJSON(ctx, "ntfy", strings.TrimRight(n.cfg.Server, "/")+"/", h, body)
 	if err != nil {
 		return err
 	}
-	return resp.ok2xx("ntfy")
+	return resp.OK2xx("ntfy")
 }
 
 // ---- gotify ----
@@ -109,25 +110,25 @@ func (n *ntfy) send(ctx context.Context, m message) error {
 // GotifyConfig is the `type: gotify` notifier: an application on a Gotify
 // server.
 type GotifyConfig struct {
-	Common    `koanf:",squash"`
-	Server    string        `koanf:"server"`
-	Token     config.Secret `koanf:"token"`
-	TokenFile string        `koanf:"token_file"`
-	TokenEnv  string        `koanf:"token_env"`
+	engine.Common `koanf:",squash"`
+	Server        string        `koanf:"server"`
+	Token         config.Secret `koanf:"token"`
+	TokenFile     string        `koanf:"token_file"`
+	TokenEnv      string        `koanf:"token_env"`
 
-	tok secretRef
+	tok engine.SecretRef
 }
 
 func init() {
 	config.Register("notify", "gotify", func() any {
-		return &GotifyConfig{Common: defaultCommon("gotify", serviceDefaults{flapWindow: 10 * time.Second})}
+		return &GotifyConfig{Common: engine.Defaults("gotify", engine.ServiceDefaults{FlapWindow: 10 * time.Second})}
 	})
 }
 
 // Validate implements config.Validator.
 func (c *GotifyConfig) Validate() []config.FieldError {
 	errs := c.Common.Validate()
-	errs = append(errs, c.tok.resolve(&c.Token, c.TokenFile, c.TokenEnv, "token", true)...)
+	errs = append(errs, c.tok.Resolve(&c.Token, c.TokenFile, c.TokenEnv, "token", true)...)
 	errs = append(errs, checkURL("server", c.Server)...)
 	return errs
 }
@@ -137,31 +138,31 @@ func (c *GotifyConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("gotify notifier %q: %w", c.Name, config.Errors(errs))
 	}
-	return newSink(env, &c.Common, &gotify{cfg: c}, c.Token.Reveal())
+	return engine.New(env, &c.Common, &gotify{cfg: c}, c.Token.Reveal())
 }
 
 type gotify struct{ cfg *GotifyConfig }
 
-func (g *gotify) escape(s string) string { return markupPlain.escape(s) }
+func (g *gotify) Escape(s string) string { return engine.MarkupPlain.Escape(s) }
 
-func (g *gotify) maxBytes() int { return 0 }
+func (g *gotify) MaxBytes() int { return 0 }
 
-func (g *gotify) send(ctx context.Context, m message) error {
+func (g *gotify) Send(ctx context.Context, m engine.Message) error {
 	prio := map[bridge.Severity]int{bridge.SeverityInfo: 4, bridge.SeverityWarning: 6, bridge.SeverityCritical: 9}[m.Severity]
 	h := http.Header{"X-Gotify-Key": {g.cfg.Token.Reveal()}}
-	resp, err := postJSON(ctx, "gotify", strings.TrimRight(g.cfg.Server, "/")+"/message", h,
+	resp, err := engine.PostJSON(ctx, "gotify", strings.TrimRight(g.cfg.Server, "/")+"/message", h,
 		map[string]any{"title": m.Title, "message": m.Body, "priority": prio})
 	if err != nil {
 		return err
 	}
-	return resp.ok2xx("gotify")
+	return resp.OK2xx("gotify")
 }
 
 // ---- bark ----
 
 // BarkConfig is the `type: bark` notifier: the Bark iOS app.
 type BarkConfig struct {
-	Common        `koanf:",squash"`
+	engine.Common `koanf:",squash"`
 	Server        string        `koanf:"server"`
 	DeviceKey     config.Secret `koanf:"device_key"`
 	DeviceKeyFile string        `koanf:"device_key_file"`
@@ -169,19 +170,19 @@ type BarkConfig struct {
 	Group         string        `koanf:"group"`
 	Sound         string        `koanf:"sound"`
 
-	key secretRef
+	key engine.SecretRef
 }
 
 func init() {
 	config.Register("notify", "bark", func() any {
-		return &BarkConfig{Common: defaultCommon("bark", serviceDefaults{rateLimit: 30, flapWindow: 10 * time.Second}), Server: "https://api.day.app", Group: "upsbridge"}
+		return &BarkConfig{Common: engine.Defaults("bark", engine.ServiceDefaults{RateLimit: 30, FlapWindow: 10 * time.Second}), Server: "https://api.day.app", Group: "upsbridge"}
 	})
 }
 
 // Validate implements config.Validator.
 func (c *BarkConfig) Validate() []config.FieldError {
 	errs := c.Common.Validate()
-	errs = append(errs, c.key.resolve(&c.DeviceKey, c.DeviceKeyFile, c.DeviceKeyEnv, "device_key", true)...)
+	errs = append(errs, c.key.Resolve(&c.DeviceKey, c.DeviceKeyFile, c.DeviceKeyEnv, "device_key", true)...)
 	errs = append(errs, checkURL("server", c.Server)...)
 	return errs
 }
@@ -191,22 +192,22 @@ func (c *BarkConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("bark notifier %q: %w", c.Name, config.Errors(errs))
 	}
-	return newSink(env, &c.Common, &bark{cfg: c}, c.DeviceKey.Reveal())
+	return engine.New(env, &c.Common, &bark{cfg: c}, c.DeviceKey.Reveal())
 }
 
 type bark struct{ cfg *BarkConfig }
 
-func (b *bark) escape(s string) string { return markupPlain.escape(s) }
+func (b *bark) Escape(s string) string { return engine.MarkupPlain.Escape(s) }
 
-func (b *bark) maxBytes() int { return 3000 }
+func (b *bark) MaxBytes() int { return 3000 }
 
-func (b *bark) send(ctx context.Context, m message) error {
+func (b *bark) Send(ctx context.Context, m engine.Message) error {
 	level := map[bridge.Severity]string{bridge.SeverityInfo: "active", bridge.SeverityWarning: "timeSensitive", bridge.SeverityCritical: "critical"}[m.Severity]
-	body := map[string]any{"device_key": b.cfg.DeviceKey.Reveal(), "title": m.Title, "body": truncate(m.Body, 3000), "level": level, "group": b.cfg.Group}
+	body := map[string]any{"device_key": b.cfg.DeviceKey.Reveal(), "title": m.Title, "body": engine.Truncate(m.Body, 3000), "level": level, "group": b.cfg.Group}
 	if b.cfg.Sound != "" {
 		body["sound"] = b.cfg.Sound
 	}
-	resp, err := postJSON(ctx, "bark", strings.TrimRight(b.cfg.Server, "/")+"/push", nil, body)
+	resp, err := engine.PostJSON(ctx, "bark", strings.TrimRight(b.cfg.Server, "/")+"/push", nil, body)
 	if err != nil {
 		return err
 	}
@@ -214,48 +215,48 @@ func (b *bark) send(ctx context.Context, m message) error {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	}
-	if json.Unmarshal(resp.body, &r) == nil && r.Code != 0 && r.Code != 200 {
+	if json.Unmarshal(resp.Body, &r) == nil && r.Code != 0 && r.Code != 200 {
 		st := r.Code
-		if resp.status >= 400 {
-			st = resp.status
+		if resp.Status >= 400 {
+			st = resp.Status
 		}
 		if st == 400 && strings.Contains(strings.ToLower(r.Message), "device") {
-			return errRefused(fmt.Errorf("bark: code %d: %s", r.Code, shorten(r.Message, 200)))
+			return engine.Refused(fmt.Errorf("bark: code %d: %s", r.Code, engine.Shorten(r.Message, 200)))
 		}
-		return httpStatusError("bark", st, r.Message, resp.retryAfter)
+		return engine.HTTPStatusError("bark", st, r.Message, resp.RetryAfter)
 	}
-	return resp.ok2xx("bark")
+	return resp.OK2xx("bark")
 }
 
 // ---- pushover ----
 
 // PushoverConfig is the `type: pushover` notifier.
 type PushoverConfig struct {
-	Common    `koanf:",squash"`
-	Token     config.Secret `koanf:"token"`
-	TokenFile string        `koanf:"token_file"`
-	TokenEnv  string        `koanf:"token_env"`
-	User      config.Secret `koanf:"user"`
-	UserFile  string        `koanf:"user_file"`
-	UserEnv   string        `koanf:"user_env"`
-	Device    string        `koanf:"device"`
-	Sound     string        `koanf:"sound"`
-	APIURL    string        `koanf:"api_url"`
+	engine.Common `koanf:",squash"`
+	Token         config.Secret `koanf:"token"`
+	TokenFile     string        `koanf:"token_file"`
+	TokenEnv      string        `koanf:"token_env"`
+	User          config.Secret `koanf:"user"`
+	UserFile      string        `koanf:"user_file"`
+	UserEnv       string        `koanf:"user_env"`
+	Device        string        `koanf:"device"`
+	Sound         string        `koanf:"sound"`
+	APIURL        string        `koanf:"api_url"`
 
-	tok, usr secretRef
+	tok, usr engine.SecretRef
 }
 
 func init() {
 	config.Register("notify", "pushover", func() any {
-		return &PushoverConfig{Common: defaultCommon("pushover", serviceDefaults{rateLimit: 30, flapWindow: 10 * time.Second}), APIURL: "https://api.pushover.net/1/messages.json"}
+		return &PushoverConfig{Common: engine.Defaults("pushover", engine.ServiceDefaults{RateLimit: 30, FlapWindow: 10 * time.Second}), APIURL: "https://api.pushover.net/1/messages.json"}
 	})
 }
 
 // Validate implements config.Validator.
 func (c *PushoverConfig) Validate() []config.FieldError {
 	errs := c.Common.Validate()
-	errs = append(errs, c.tok.resolve(&c.Token, c.TokenFile, c.TokenEnv, "token", true)...)
-	errs = append(errs, c.usr.resolve(&c.User, c.UserFile, c.UserEnv, "user", true)...)
+	errs = append(errs, c.tok.Resolve(&c.Token, c.TokenFile, c.TokenEnv, "token", true)...)
+	errs = append(errs, c.usr.Resolve(&c.User, c.UserFile, c.UserEnv, "user", true)...)
 	errs = append(errs, checkURL("api_url", c.APIURL)...)
 	return errs
 }
@@ -265,30 +266,30 @@ func (c *PushoverConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("pushover notifier %q: %w", c.Name, config.Errors(errs))
 	}
-	return newSink(env, &c.Common, &pushover{cfg: c}, c.Token.Reveal(), c.User.Reveal())
+	return engine.New(env, &c.Common, &pushover{cfg: c}, c.Token.Reveal(), c.User.Reveal())
 }
 
 type pushover struct{ cfg *PushoverConfig }
 
-func (p *pushover) escape(s string) string { return markupPlain.escape(s) }
+func (p *pushover) Escape(s string) string { return engine.MarkupPlain.Escape(s) }
 
-func (p *pushover) maxBytes() int { return 1024 }
+func (p *pushover) MaxBytes() int { return 1024 }
 
-func (p *pushover) send(ctx context.Context, m message) error {
+func (p *pushover) Send(ctx context.Context, m engine.Message) error {
 	prio := map[bridge.Severity]int{bridge.SeverityInfo: -1, bridge.SeverityWarning: 0, bridge.SeverityCritical: 1}[m.Severity]
-	form := url.Values{"token": {p.cfg.Token.Reveal()}, "user": {p.cfg.User.Reveal()}, "title": {truncate(m.Title, 250)},
-		"message": {truncate(m.Body, 1024)}, "priority": {strconv.Itoa(prio)}, "timestamp": {strconv.FormatInt(m.Time.Unix(), 10)}}
+	form := url.Values{"token": {p.cfg.Token.Reveal()}, "user": {p.cfg.User.Reveal()}, "title": {engine.Truncate(m.Title, 250)},
+		"message": {engine.Truncate(m.Body, 1024)}, "priority": {strconv.Itoa(prio)}, "timestamp": {strconv.FormatInt(m.Time.Unix(), 10)}}
 	if p.cfg.Device != "" {
 		form.Set("device", p.cfg.Device)
 	}
 	if p.cfg.Sound != "" {
 		form.Set("sound", p.cfg.Sound)
 	}
-	resp, err := do(ctx, "pushover", http.MethodPost, p.cfg.APIURL, http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode()))
+	resp, err := engine.Do(ctx, "pushover", http.MethodPost, p.cfg.APIURL, http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode()))
 	if err != nil {
 		return err
 	}
-	if resp.status >= 200 && resp.status < 300 {
+	if resp.Status >= 200 && resp.Status < 300 {
 		return nil
 	}
 	var r struct {
@@ -297,43 +298,43 @@ func (p *pushover) send(ctx context.Context, m message) error {
 		Token  string   `json:"token"`
 		User   string   `json:"user"`
 	}
-	_ = json.Unmarshal(resp.body, &r)
+	_ = json.Unmarshal(resp.Body, &r)
 	msg := strings.Join(r.Errors, "; ")
 	if msg == "" {
-		msg = string(resp.body)
+		msg = string(resp.Body)
 	}
-	if resp.status == 400 && (r.Token == "invalid" || r.User == "invalid") {
-		return errRefused(fmt.Errorf("pushover: HTTP 400: %s", shorten(msg, 200)))
+	if resp.Status == 400 && (r.Token == "invalid" || r.User == "invalid") {
+		return engine.Refused(fmt.Errorf("pushover: HTTP 400: %s", engine.Shorten(msg, 200)))
 	}
-	ra := resp.retryAfter
-	if resp.status >= 500 && ra < 5*time.Second {
+	ra := resp.RetryAfter
+	if resp.Status >= 500 && ra < 5*time.Second {
 		ra = 5 * time.Second
 	}
-	return httpStatusError("pushover", resp.status, msg, ra)
+	return engine.HTTPStatusError("pushover", resp.Status, msg, ra)
 }
 
 // ---- slack ----
 
 // SlackConfig is the `type: slack` notifier: an incoming webhook.
 type SlackConfig struct {
-	Common  `koanf:",squash"`
-	URL     config.Secret `koanf:"url"`
-	URLFile string        `koanf:"url_file"`
-	URLEnv  string        `koanf:"url_env"`
+	engine.Common `koanf:",squash"`
+	URL           config.Secret `koanf:"url"`
+	URLFile       string        `koanf:"url_file"`
+	URLEnv        string        `koanf:"url_env"`
 
-	u secretRef
+	u engine.SecretRef
 }
 
 func init() {
 	config.Register("notify", "slack", func() any {
-		return &SlackConfig{Common: defaultCommon("slack", serviceDefaults{rateLimit: 60, flapWindow: 10 * time.Second})}
+		return &SlackConfig{Common: engine.Defaults("slack", engine.ServiceDefaults{RateLimit: 60, FlapWindow: 10 * time.Second})}
 	})
 }
 
 // Validate implements config.Validator.
 func (c *SlackConfig) Validate() []config.FieldError {
 	errs := c.Common.Validate()
-	errs = append(errs, c.u.resolve(&c.URL, c.URLFile, c.URLEnv, "url", true)...)
+	errs = append(errs, c.u.Resolve(&c.URL, c.URLFile, c.URLEnv, "url", true)...)
 	if c.URL != "" {
 		errs = append(errs, checkURL("url", c.URL.Reveal())...)
 	}
@@ -345,46 +346,46 @@ func (c *SlackConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("slack notifier %q: %w", c.Name, config.Errors(errs))
 	}
-	return newSink(env, &c.Common, &slack{cfg: c}, c.URL.Reveal())
+	return engine.New(env, &c.Common, &slack{cfg: c}, c.URL.Reveal())
 }
 
 type slack struct{ cfg *SlackConfig }
 
-func (sl *slack) escape(s string) string { return markupSlack.escape(s) }
+func (sl *slack) Escape(s string) string { return engine.MarkupSlack.Escape(s) }
 
-func (s *slack) maxBytes() int { return 30000 }
+func (s *slack) MaxBytes() int { return 30000 }
 
-func (s *slack) send(ctx context.Context, m message) error {
-	resp, err := postJSON(ctx, "slack", s.cfg.URL.Reveal(), nil, map[string]any{"text": "*" + m.Title + "*\n" + truncate(m.Body, 30000)})
+func (s *slack) Send(ctx context.Context, m engine.Message) error {
+	resp, err := engine.PostJSON(ctx, "slack", s.cfg.URL.Reveal(), nil, map[string]any{"text": "*" + m.Title + "*\n" + engine.Truncate(m.Body, 30000)})
 	if err != nil {
 		return err
 	}
-	return resp.ok2xx("slack")
+	return resp.OK2xx("slack")
 }
 
 // ---- discord ----
 
 // DiscordConfig is the `type: discord` notifier: a channel webhook.
 type DiscordConfig struct {
-	Common   `koanf:",squash"`
-	URL      config.Secret `koanf:"url"`
-	URLFile  string        `koanf:"url_file"`
-	URLEnv   string        `koanf:"url_env"`
-	Username string        `koanf:"username"`
+	engine.Common `koanf:",squash"`
+	URL           config.Secret `koanf:"url"`
+	URLFile       string        `koanf:"url_file"`
+	URLEnv        string        `koanf:"url_env"`
+	Username      string        `koanf:"username"`
 
-	u secretRef
+	u engine.SecretRef
 }
 
 func init() {
 	config.Register("notify", "discord", func() any {
-		return &DiscordConfig{Common: defaultCommon("discord", serviceDefaults{rateLimit: 30, flapWindow: 10 * time.Second})}
+		return &DiscordConfig{Common: engine.Defaults("discord", engine.ServiceDefaults{RateLimit: 30, FlapWindow: 10 * time.Second})}
 	})
 }
 
 // Validate implements config.Validator.
 func (c *DiscordConfig) Validate() []config.FieldError {
 	errs := c.Common.Validate()
-	errs = append(errs, c.u.resolve(&c.URL, c.URLFile, c.URLEnv, "url", true)...)
+	errs = append(errs, c.u.Resolve(&c.URL, c.URLFile, c.URLEnv, "url", true)...)
 	if c.URL != "" {
 		errs = append(errs, checkURL("url", c.URL.Reveal())...)
 	}
@@ -396,31 +397,31 @@ func (c *DiscordConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("discord notifier %q: %w", c.Name, config.Errors(errs))
 	}
-	return newSink(env, &c.Common, &discord{cfg: c}, c.URL.Reveal())
+	return engine.New(env, &c.Common, &discord{cfg: c}, c.URL.Reveal())
 }
 
 type discord struct{ cfg *DiscordConfig }
 
-func (d *discord) escape(s string) string { return markupDiscord.escape(s) }
+func (d *discord) Escape(s string) string { return engine.MarkupDiscord.Escape(s) }
 
-func (d *discord) maxBytes() int { return 1900 }
+func (d *discord) MaxBytes() int { return 1900 }
 
-func (d *discord) send(ctx context.Context, m message) error {
-	body := map[string]any{"content": truncate("**"+m.Title+"**\n"+m.Body, 1990), "allowed_mentions": map[string]any{"parse": []string{}}}
+func (d *discord) Send(ctx context.Context, m engine.Message) error {
+	body := map[string]any{"content": engine.Truncate("**"+m.Title+"**\n"+m.Body, 1990), "allowed_mentions": map[string]any{"parse": []string{}}}
 	if d.cfg.Username != "" {
 		body["username"] = d.cfg.Username
 	}
-	resp, err := postJSON(ctx, "discord", d.cfg.URL.Reveal(), nil, body)
+	resp, err := engine.PostJSON(ctx, "discord", d.cfg.URL.Reveal(), nil, body)
 	if err != nil {
 		return err
 	}
-	if resp.status == 429 {
+	if resp.Status == 429 {
 		var r struct {
 			RetryAfter float64 `json:"retry_after"`
 			Message    string  `json:"message"`
 		}
-		_ = json.Unmarshal(resp.body, &r)
-		return errTransient(fmt.Errorf("discord: HTTP 429: %s", r.Message), time.Duration(r.RetryAfter*float64(time.Second)))
+		_ = json.Unmarshal(resp.Body, &r)
+		return engine.Transient(fmt.Errorf("discord: HTTP 429: %s", r.Message), time.Duration(r.RetryAfter*float64(time.Second)))
 	}
-	return resp.ok2xx("discord")
+	return resp.OK2xx("discord")
 }

@@ -1,4 +1,4 @@
-package notify
+package engine
 
 import (
 	"errors"
@@ -8,26 +8,26 @@ import (
 	"time"
 )
 
-// errKind classifies a delivery failure.
-type errKind int
+// Kind classifies a delivery failure.
+type Kind int
 
 const (
 	// transient: retry with backoff (network errors, 5xx, 429, vendor
 	// rate-limit and "busy" codes).
-	transient errKind = iota
+	KindTransient Kind = iota
 	// refused: the notifier itself is unusable (bad key, token, URL):
 	// report once, keep the queue, try again rarely.
-	refused
+	KindRefused
 	// rejected: this message is refused (too long, bad format); retrying
 	// it cannot help, so it is dropped with an error.
-	rejected
+	KindRejected
 )
 
-func (k errKind) String() string {
+func (k Kind) String() string {
 	switch k {
-	case refused:
+	case KindRefused:
 		return "refused"
-	case rejected:
+	case KindRejected:
 		return "rejected"
 	}
 	return "transient"
@@ -35,7 +35,7 @@ func (k errKind) String() string {
 
 // sendError is a classified delivery failure.
 type sendError struct {
-	kind       errKind
+	kind       Kind
 	retryAfter time.Duration // the service's hint, 0 if none
 	err        error
 }
@@ -43,20 +43,34 @@ type sendError struct {
 func (e *sendError) Error() string { return e.err.Error() }
 func (e *sendError) Unwrap() error { return e.err }
 
-func errTransient(err error, retryAfter time.Duration) error {
-	return &sendError{kind: transient, retryAfter: retryAfter, err: err}
+// Transient marks err as a passing failure: retry with backoff, waiting at
+// least retryAfter (the service's hint; 0 if none).
+func Transient(err error, retryAfter time.Duration) error {
+	return &sendError{kind: KindTransient, retryAfter: retryAfter, err: err}
 }
-func errRefused(err error) error  { return &sendError{kind: refused, err: err} }
-func errRejected(err error) error { return &sendError{kind: rejected, err: err} }
 
-// classify returns an error's kind and retry hint; unclassified errors
+// Refused marks err as the service refusing the notifier itself (bad URL,
+// key or token): reported once, the queue is kept and retried rarely.
+func Refused(err error) error { return &sendError{kind: KindRefused, err: err} }
+
+// Rejected marks err as the service refusing this message: it is dropped.
+func Rejected(err error) error { return &sendError{kind: KindRejected, err: err} }
+
+// Classified reports whether err (or an error it wraps) was classified with
+// Transient, Refused or Rejected, so a service can pass it on as it is.
+func Classified(err error) bool {
+	var se *sendError
+	return errors.As(err, &se)
+}
+
+// Classify returns an error's kind and retry hint; unclassified errors
 // (network) are transient.
-func classify(err error) (errKind, time.Duration) {
+func Classify(err error) (Kind, time.Duration) {
 	var se *sendError
 	if errors.As(err, &se) {
 		return se.kind, se.retryAfter
 	}
-	return transient, 0
+	return KindTransient, 0
 }
 
 // redactor removes secrets from error texts, in the raw form and in the
@@ -85,7 +99,7 @@ func (r redactor) text(s string) string {
 // classification of the original.
 type scrubbed struct {
 	msg  string
-	kind errKind
+	kind Kind
 	ra   time.Duration
 }
 
@@ -96,13 +110,13 @@ func (r redactor) err(err error) error {
 	if err == nil {
 		return nil
 	}
-	k, ra := classify(err)
+	k, ra := Classify(err)
 	msg := r.text(err.Error())
 	return &sendError{kind: k, retryAfter: ra, err: &scrubbed{msg: msg, kind: k, ra: ra}}
 }
 
-// redactURL hides the query values and any user info of a URL for logs.
-func redactURL(raw string) string {
+// RedactURL hides the query values and any user info of a URL for logs.
+func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "[unparsable URL]"
@@ -118,24 +132,25 @@ func redactURL(raw string) string {
 	return u.String()
 }
 
-// httpStatusError builds the error for an HTTP answer, classified by status:
+// HTTPStatusError builds the error for an HTTP answer, classified by status:
 // 408, 425, 429 and 5xx are transient; 401, 403 and 404 mean the notifier's
 // URL or credentials are wrong; other 4xx reject the message.
-func httpStatusError(service string, status int, body string, retryAfter time.Duration) error {
-	err := fmt.Errorf("%s: HTTP %d: %s", service, status, shorten(body, 300))
+func HTTPStatusError(service string, status int, body string, retryAfter time.Duration) error {
+	err := fmt.Errorf("%s: HTTP %d: %s", service, status, Shorten(body, 300))
 	switch {
 	case status == 408 || status == 425 || status == 429 || status >= 500:
-		return errTransient(err, retryAfter)
+		return Transient(err, retryAfter)
 	case status == 401 || status == 403 || status == 404 || status == 410:
-		return errRefused(err)
+		return Refused(err)
 	}
-	return errRejected(err)
+	return Rejected(err)
 }
 
-func shorten(s string, n int) string {
+// Shorten trims s and cuts it to at most n bytes, for quoting an answer.
+func Shorten(s string, n int) string {
 	s = strings.TrimSpace(s)
 	if len(s) > n {
-		return truncate(s, n)
+		return Truncate(s, n)
 	}
 	return s
 }
