@@ -18,7 +18,8 @@ func TestDemoEmbeddedBroker(t *testing.T) {
 	bin := harness.Binary(t)
 	addr := harness.Addr(harness.FreePort(t))
 	out := &harness.SafeBuffer{}
-	cmd := exec.Command(bin, "demo", "--listen", addr, "--time-scale", "120")
+	// 60x: the outage reaches LOWBATT, so the primary sets FSD and logs it.
+	cmd := exec.Command(bin, "demo", "--listen", addr, "--time-scale", "60")
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -45,7 +46,7 @@ func TestDemoEmbeddedBroker(t *testing.T) {
 		}
 		return false
 	})
-	sub.WaitFor("ONBATT and ONLINE events", 30*time.Second, func(msgs []harness.Msg) bool {
+	sub.WaitFor("ONBATT, FSD and ONLINE events", 60*time.Second, func(msgs []harness.Msg) bool {
 		seen := map[string]bool{}
 		for _, m := range msgs {
 			if m.Topic == "upsbridge/ups/demo-ups/event" {
@@ -57,7 +58,7 @@ func TestDemoEmbeddedBroker(t *testing.T) {
 				}
 			}
 		}
-		return seen["ONBATT"] && seen["ONLINE"]
+		return seen["ONBATT"] && seen["FSD"] && seen["ONLINE"]
 	})
 	// The readable log on stdout names the events too.
 	deadline := time.Now().Add(5 * time.Second)
@@ -66,6 +67,16 @@ func TestDemoEmbeddedBroker(t *testing.T) {
 			t.Fatalf("demo's event log does not show ONBATT")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// Readable output only: the log lines (the primary's warnings) too,
+	// though stdout and stderr are no terminal here.
+	if !strings.Contains(out.String(), "forced shutdown set as primary") {
+		t.Errorf("the primary's warning is not in the demo's output")
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "{") {
+			t.Errorf("JSON line in the demo's output: %s", line)
+		}
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {

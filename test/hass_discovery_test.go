@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -223,4 +225,82 @@ func TestHASSDangerousAndDeviceMode(t *testing.T) {
 	sub.WaitPayload(resultT, 10*time.Second, func(p string) bool {
 		return strings.Contains(p, `"command":"shutdown.return"`) && strings.Contains(p, `"status":"SUCCESS"`)
 	})
+}
+
+// TestOneMQTTClientPerRole runs a bridge with Home Assistant discovery,
+// the primary, the agents' relay and an agent of its own, and reads in
+// mosquitto's log which clients connected: the bridge's pair (publisher,
+// with its Will; listener for the discovery scan, primary, relay and
+// commands) and the agent's pair (publisher with its Will; news reader),
+// nothing else. Each role publishes and listens on connections of its own
+// so that no flood on a topic it reads can hold back what it publishes.
+func TestOneMQTTClientPerRole(t *testing.T) {
+	dir := t.TempDir()
+	// Run as root, mosquitto writes as its own user: its log lives in a
+	// directory that user can reach (t.TempDir's are private).
+	logDir, err := os.MkdirTemp("", "upsbridge-mosquitto-log-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(logDir) })
+	if err := os.Chmod(logDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	brokerLog := filepath.Join(logDir, "mosquitto.log")
+	broker := harness.StartMosquittoConf(t, "log_dest file "+brokerLog+"\nlog_type notice\n")
+	// A stale config of this bridge: the scan must find and remove it.
+	sub := harness.Subscribe(t, broker.URL(), "homeassistant/#", "upsbridge/#")
+	harness.PublishRetained(t, sub, ghostCfg, `{"name":"Gone","unique_id":"`+simDevice+`_input_gone","state_topic":"upsbridge/ups/sim-ups/state","device":{"identifiers":["`+simDevice+`"],"via_device":"upsbridge_hat"}}`)
+	rec := filepath.Join(dir, "rec.sh")
+	if err := os.WriteFile(rec, []byte("#!/bin/sh\necho \"$@\" >> "+filepath.Join(dir, "record.txt")+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	harness.StartBridge(t, bridgeConfig(broker.URL(), filepath.Join(dir, "state"), "entity", fmt.Sprintf(`notify:
+  - {name: log, type: exec, command: [%q]}
+agent:
+  id: host1
+  supplies: [{ups: sim-ups}]
+  poweroff: command
+  shutdown_command: [%q, poweroff]
+  state_file: %s
+`, rec, rec, filepath.Join(dir, "agent.json"))))
+	sub.WaitFor("the ghost config removed by the scan, the bridge and the agent online", 30*time.Second, func(msgs []harness.Msg) bool {
+		c := latestConfigs(msgs, "homeassistant")
+		bridgeOnline, agentOnline := false, false
+		for _, m := range msgs {
+			switch m.Topic {
+			case "upsbridge/bridge/hat/availability":
+				bridgeOnline = m.Payload == "online"
+			case "upsbridge/agent/host1/state":
+				agentOnline = strings.HasPrefix(m.Payload, "{")
+			}
+		}
+		return count(msgs, ghostCfg) >= 2 && c[ghostCfg] == "" && c[chargeCfg] != "" && bridgeOnline && agentOnline
+	})
+	b, err := os.ReadFile(brokerLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "New client connected from 127.0.0.1:40000 as upsbridge-hat (p5, c1, k30)."
+	clients := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		_, rest, ok := strings.Cut(line, "New client connected from ")
+		if !ok {
+			continue
+		}
+		if _, id, ok := strings.Cut(rest, " as "); ok {
+			id, _, _ = strings.Cut(id, " ")
+			if strings.HasPrefix(id, "upsbridge-") {
+				clients[id] = true
+			}
+		}
+	}
+	want := []string{"upsbridge-hat", "upsbridge-hat-listen", "upsbridge-agent-host1", "upsbridge-agent-host1-news"}
+	ok := len(clients) == len(want)
+	for _, id := range want {
+		ok = ok && clients[id]
+	}
+	if !ok {
+		t.Errorf("the process connected as %v, want %v only; broker log:\n%s", clients, want, b)
+	}
 }

@@ -60,30 +60,26 @@ func cmdDemo(ctx context.Context, args []string, io stdio) int {
 		fmt.Fprintf(io.Stderr, "upsbridge demo: %v\n", config.Errors(errs))
 		return exitConfig
 	}
-	log := newLogger(io.Stderr, cfg.Log.Level, "auto")
+	// Readable text even when stderr is not a terminal (piped, captured):
+	// "auto" would log JSON there, amid the console's lines.
+	log := newLogger(io.Stderr, cfg.Log.Level, "text")
 
-	// The broker binds in run; report the address it got through a hook.
-	registerDemoAnnounce(io, *scenario, *scale)
-	if err := run(ctx, cfg, log, []bridge.Sink{console.New(io.Stdout)}); err != nil {
+	// The same build as run; the embedded broker has its address once
+	// built, for the announcement.
+	p, err := build(cfg, log, []bridge.Sink{console.New(io.Stdout)})
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "upsbridge demo: %v\n", err)
+		return exitFail
+	}
+	host, port, _ := net.SplitHostPort(trimScheme(cfg.MQTT.URL))
+	fmt.Fprintf(io.Stdout, "upsbridge demo: simulated %q scenario at %gx speed, embedded MQTT broker on %s:%s\n", *scenario, *scale, host, port)
+	fmt.Fprintf(io.Stdout, "watch it with:  mosquitto_sub -h %s -p %s -t '%s/#' -v\n", host, port, cfg.MQTT.TopicPrefix)
+	fmt.Fprintf(io.Stdout, "stop with Ctrl-C\n\n")
+	if err := p.serve(ctx); err != nil {
 		fmt.Fprintf(io.Stderr, "upsbridge demo: %v\n", err)
 		return exitFail
 	}
 	return exitOK
-}
-
-// registerDemoAnnounce prints how to watch the demo once the embedded broker
-// has its address (a hook runs after the broker started).
-func registerDemoAnnounce(io stdio, scenario string, scale float64) {
-	if _, done := runHooks["zz-demo-announce"]; done {
-		return
-	}
-	registerRunHook("zz-demo-announce", func(r *runState) error {
-		host, port, _ := net.SplitHostPort(trimScheme(r.cfg.MQTT.URL))
-		fmt.Fprintf(io.Stdout, "upsbridge demo: simulated %q scenario at %gx speed, embedded MQTT broker on %s:%s\n", scenario, scale, host, port)
-		fmt.Fprintf(io.Stdout, "watch it with:  mosquitto_sub -h %s -p %s -t '%s/#' -v\n", host, port, r.cfg.MQTT.TopicPrefix)
-		fmt.Fprintf(io.Stdout, "stop with Ctrl-C\n\n")
-		return nil
-	})
 }
 
 func trimScheme(u string) string {

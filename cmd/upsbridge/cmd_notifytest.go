@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/config"
 )
 
 func init() {
@@ -20,7 +21,18 @@ func init() {
 
 // testSender is what notifier sinks offer for notify-test.
 type testSender interface {
-	SendTest(ctx context.Context) error
+	SendTest(ctx context.Context, ups string) error
+}
+
+// testUPS is the UPS a test message is about: the first source's, so an
+// exec notifier's script sees a UPSNAME it knows.
+func testUPS(cfg *config.Config) string {
+	for _, t := range cfg.Sources {
+		if s, ok := t.Spec.(interface{ SourceID() string }); ok && s.SourceID() != "" {
+			return s.SourceID()
+		}
+	}
+	return "test-ups"
 }
 
 func cmdNotifyTest(ctx context.Context, args []string, io stdio) int {
@@ -40,6 +52,7 @@ func cmdNotifyTest(ctx context.Context, args []string, io stdio) int {
 		return code
 	}
 	env := bridge.Env{Logger: slog.New(slog.DiscardHandler), BridgeID: cfg.Bridge.ID}
+	ups := testUPS(cfg)
 	tested, failed := 0, 0
 	for i, t := range cfg.Notify {
 		spec, ok := t.Spec.(bridge.SinkSpec)
@@ -65,7 +78,7 @@ func cmdNotifyTest(ctx context.Context, args []string, io stdio) int {
 			fmt.Fprintf(io.Stdout, "SKIP %s (%s): cannot send a test message\n", name, t.Type)
 			continue
 		}
-		if err := ts.SendTest(ctx); err != nil {
+		if err := ts.SendTest(ctx, ups); err != nil {
 			failed++
 			fmt.Fprintf(io.Stdout, "FAIL %s (%s): %v\n", name, t.Type, err)
 			continue

@@ -5,19 +5,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
-	"github.com/upsbridge/upsbridge/sinks/mqtt"
 	"github.com/upsbridge/upsbridge/sinks/mqtt/broker"
-	"github.com/upsbridge/upsbridge/sinks/primary"
 )
 
 func init() {
@@ -124,35 +120,6 @@ type configError struct{ error }
 
 func (e configError) Unwrap() error { return e.error }
 
-// runState is what one `run` assembles; hooks in other cmd files (Home
-// Assistant, agents, HTTP) extend it before it starts.
-type runState struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	env      bridge.Env
-	bridge   *bridge.Bridge
-	mqttOpts *mqtt.Options // nil when this process publishes no UPS
-	// hostCounters are hosts the primary waits for besides agents (NUT
-	// secondaries of the bridge's own NUT server); see run_primary.go.
-	hostCounters []primary.HostCounter
-	// extra goroutines started with the bridge and stopped with it.
-	services []func(ctx context.Context) error
-}
-
-// Go adds a service that runs until ctx ends.
-func (r *runState) Go(f func(ctx context.Context) error) { r.services = append(r.services, f) }
-
-// runHooks let other files add to a run (Home Assistant discovery, agents,
-// HTTP endpoints) without touching this one. They run in name order.
-var runHooks = map[string]func(r *runState) error{}
-
-func registerRunHook(name string, f func(r *runState) error) {
-	if _, dup := runHooks[name]; dup {
-		panic("upsbridge: run hook registered twice: " + name)
-	}
-	runHooks[name] = f
-}
-
 // stateDir picks where state that survives restarts lives.
 func stateDir(cfg *config.Config) string {
 	if cfg.Bridge.StateDir != "" {
@@ -174,138 +141,14 @@ func stateDir(cfg *config.Config) string {
 	return filepath.Join(home, ".local", "state", "upsbridge")
 }
 
-// run assembles and runs everything the config asks for until ctx ends.
-// extraSinks are added to the bridge (the demo's console).
+// run builds the process the config asks for (see build) and runs it
+// until ctx ends. extraSinks are added to the bridge (the demo's console).
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger, extraSinks []bridge.Sink) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	b := bridge.New(bridge.Options{
-		Rules: bridge.Rules{
-			DeadTime:       cfg.Bridge.DeadTime,
-			NoCommWarnTime: cfg.Bridge.NoCommWarnTime,
-			OffDuration:    bridge.DefaultRules().OffDuration,
-			RBWarnTime:     bridge.DefaultRules().RBWarnTime,
-		},
-		StateInterval: cfg.Bridge.StateInterval,
-		Logger:        log,
-	})
-	dir := stateDir(cfg)
-	r := &runState{
-		cfg:    cfg,
-		log:    log,
-		bridge: b,
-		env:    bridge.Env{Logger: log, BridgeID: cfg.Bridge.ID, StateDir: dir, Commands: b},
+	p, err := build(cfg, log, extraSinks)
+	if err != nil {
+		return err
 	}
-
-	mqttURL := cfg.MQTT.URL
-	if mqttURL == "embedded" {
-		br, err := startBroker(cfg, log)
-		if err != nil {
-			return err
-		}
-		mqttURL = br.URL()
-		if name, pw := br.Credentials(); name != "" && cfg.MQTT.Username == "" {
-			// This process's own clients log in with the run's account.
-			cfg.MQTT.Username, cfg.MQTT.Password = name, config.SecretValue(pw.Reveal())
-		}
-		r.Go(br.Run)
-	}
-	r.cfg.MQTT.URL = mqttURL
-
-	for i, t := range cfg.Sources {
-		spec, ok := t.Spec.(bridge.SourceSpec)
-		if !ok {
-			return configError{fmt.Errorf("sources[%d]: type %q cannot build a source", i, t.Type)}
-		}
-		src, err := spec.NewSource(r.env)
-		if err != nil {
-			return configError{fmt.Errorf("sources[%d]: %w", i, err)}
-		}
-		b.AddSource(src)
-	}
-	if len(cfg.Sources) > 0 {
-		r.mqttOpts = &mqtt.Options{
-			Conn:        mqtt.ConnOptionsFromConfig(cfg.MQTT, "upsbridge-"+cfg.Bridge.ID, log),
-			TopicPrefix: cfg.MQTT.TopicPrefix,
-			BridgeID:    cfg.Bridge.ID,
-			SpoolDir:    filepath.Join(dir, "bridge-"+cfg.Bridge.ID, "mqtt-events"),
-			EpochFile:   filepath.Join(dir, "bridge-"+cfg.Bridge.ID, "epoch"),
-			Commands:    b,
-			Policy: bridge.CommandPolicy{
-				DangerousCommands: cfg.HASS.DangerousCommands,
-				AllowSet:          cfg.MQTT.Commands.AllowSet,
-				AllowDangerous:    cfg.MQTT.Commands.AllowDangerous,
-			},
-			Logger: log,
-		}
-	}
-	for i, t := range cfg.Notify {
-		spec, ok := t.Spec.(bridge.SinkSpec)
-		if !ok {
-			return configError{fmt.Errorf("notify[%d]: type %q cannot build a notifier", i, t.Type)}
-		}
-		s, err := spec.NewSink(r.env)
-		if err != nil {
-			return configError{fmt.Errorf("notify[%d]: %w", i, err)}
-		}
-		b.AddSink(s)
-	}
-	names := make([]string, 0, len(runHooks))
-	for n := range runHooks {
-		names = append(names, n)
-	}
-	sortStrings(names)
-	for _, n := range names {
-		if err := runHooks[n](r); err != nil {
-			return fmt.Errorf("%s: %w", n, err)
-		}
-	}
-	if r.mqttOpts != nil {
-		sink, err := mqtt.New(*r.mqttOpts)
-		if err != nil {
-			return err
-		}
-		b.AddSink(sink)
-	}
-	for _, s := range extraSinks {
-		b.AddSink(s)
-	}
-	if len(cfg.Sources) == 0 && len(r.services) == 0 {
-		return configError{errors.New("nothing to run: the config has no sources and no agent")}
-	}
-
-	// Services (the embedded broker, agents, HTTP) outlive the bridge's
-	// drain: they stop only after the sinks have flushed.
-	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopServices()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(r.services)+1)
-	for _, svc := range r.services {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := svc(svcCtx); err != nil && !errors.Is(err, context.Canceled) {
-				errs <- err
-				cancel()
-			}
-		}()
-	}
-
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		trimAfterStartup(svcCtx, startupTrimDelay)
-	}()
-
-	log.Info("upsbridge running", "bridge_id", cfg.Bridge.ID, "sources", len(cfg.Sources), "state_dir", dir)
-	// The bridge runs even without sources: notifiers and agents use its
-	// sinks and queues (see Bridge.Emit).
-	_ = b.Run(ctx)
-	cancel()
-	stopServices()
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return p.serve(ctx)
 }
 
 // startupTrimDelay is how long after start-up the heap is trimmed once.

@@ -13,18 +13,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
-
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/hass"
+	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
 // DiscoveryOptions configure Home Assistant discovery.
 type DiscoveryOptions struct {
 	HASS hass.Options
-	// Conn reaches the broker for the start-up scan of retained configs
-	// (a short-lived connection of its own; Will and ClientID are replaced).
-	Conn ConnOptions
 	// ScanTimeout bounds the scan when the broker never echoes its marker
 	// (default 10 s).
 	ScanTimeout time.Duration
@@ -45,8 +41,8 @@ type DiscoveryOptions struct {
 // configs on every (re)connect and on HA's birth message, changed configs
 // when a UPS's variable or command set changes, removals for what is no
 // longer generated, and an energy counter per UPS. Create it with
-// NewDiscovery; run Scan once (in its own goroutine) to remove stale
-// configs left by earlier runs.
+// NewDiscovery. As a Scanner it reads, over the sink's connection, the
+// configs left by earlier runs and removes the stale ones.
 type Discovery struct {
 	o     DiscoveryOptions
 	log   *slog.Logger
@@ -61,6 +57,11 @@ type Discovery struct {
 	pending   map[string][]string     // device id -> key prefixes not derivable yet
 	energy    map[string]*energyAcc
 	applied   bool // the scan's stale list was acted on
+
+	// scanMu guards the scan under way, fed by Tap on the connection's
+	// receiving goroutine, which must not wait for the publishing one.
+	scanMu   sync.Mutex
+	scanning *scanRun
 
 	mu       sync.Mutex // guards the fields below (scan goroutine, command goroutines)
 	scanned  bool
@@ -156,7 +157,10 @@ func NewDiscovery(o DiscoveryOptions) *Discovery {
 	}
 }
 
-var _ Extension = (*Discovery)(nil)
+var (
+	_ Extension = (*Discovery)(nil)
+	_ Scanner   = (*Discovery)(nil)
+)
 
 // scanTopic carries the scan's marker and its "done" notice.
 func (d *Discovery) scanTopic() string {
@@ -465,14 +469,71 @@ func upsPower(v bridge.Vars) (w float64, estimated, ok bool) {
 	return 0, false, false
 }
 
-// Scan reads the retained discovery configs on the broker once, over a
-// connection of its own, and hands those of this bridge's devices to the
-// sink goroutine, which removes the ones it no longer generates. It also
-// reads the previous energy counters. It returns when done; errors are
-// logged, since discovery works without it.
-func (d *Discovery) Scan(ctx context.Context) error {
-	if err := d.scan(ctx); err != nil {
+// scanRun is one scan's collection of retained messages.
+type scanRun struct {
+	marker  string
+	configs map[string]retainedConfig
+	energy  map[string]float64
+	synced  chan struct{} // closed when the marker came back
+}
+
+// configFilter and energyFilter are what the scan subscribes to.
+func (d *Discovery) configFilter() string { return d.o.HASS.DiscoveryPrefix + "/+/+/config" }
+func (d *Discovery) energyFilter() string { return d.o.HASS.TopicPrefix + "/ups/+/energy" }
+
+// Tap implements Scanner: it keeps the scan's messages (retained
+// configs, energy counters, its marker) from the sink's routing, and
+// collects them while a scan runs. Configs and counters arriving after the
+// scan (in flight when it unsubscribed, or this bridge's own echoed) are
+// dropped here too.
+func (d *Discovery) Tap(topic string, payload []byte, retained bool) bool {
+	wire := mqttwire.Topics{Prefix: d.o.HASS.TopicPrefix}.Parse(topic)
+	isConfig := false
+	if rest, ok := strings.CutPrefix(topic, d.o.HASS.DiscoveryPrefix+"/"); ok {
+		isConfig = strings.HasSuffix(rest, "/config") && strings.Count(rest, "/") == 2
+	}
+	if wire.Kind != mqttwire.KindEnergy && wire.Kind != mqttwire.KindHASSScan && !isConfig {
+		return false
+	}
+	d.scanMu.Lock()
+	defer d.scanMu.Unlock()
+	sc := d.scanning
+	switch {
+	case wire.Kind == mqttwire.KindHASSScan:
+		if wire.ID != d.o.HASS.BridgeID || sc == nil || string(payload) != sc.marker {
+			return false // "done" and other bridges' markers go on to OnMessage
+		}
+		select {
+		case <-sc.synced:
+		default:
+			close(sc.synced)
+		}
+	case sc == nil || !retained || len(payload) == 0:
+	case wire.Kind == mqttwire.KindEnergy:
+		var e struct {
+			KWh float64 `json:"energy_kwh"`
+		}
+		if json.Unmarshal(payload, &e) == nil && e.KWh >= 0 {
+			sc.energy[wire.ID] = e.KWh
+		}
+	default:
+		if rc, ok := d.owned(payload); ok {
+			sc.configs[topic] = rc
+		}
+	}
+	return true
+}
+
+// Scan implements Scanner: it reads the retained discovery configs and
+// energy counters on the broker once, and hands those of this bridge's
+// devices to the sink goroutine, which removes the configs it no longer
+// generates. Its error is only logged: discovery works without it.
+func (d *Discovery) Scan(ctx context.Context, s Session) error {
+	if err := d.scan(ctx, s); err != nil {
 		d.log.Warn("scan for stale Home Assistant configs failed; none removed", "err", err)
+		d.scanMu.Lock()
+		d.scanning = nil
+		d.scanMu.Unlock()
 		d.mu.Lock()
 		d.stale, d.scanned = nil, true
 		d.mu.Unlock()
@@ -480,96 +541,60 @@ func (d *Discovery) Scan(ctx context.Context) error {
 	return nil
 }
 
-func (d *Discovery) scan(ctx context.Context) error {
+func (d *Discovery) scan(ctx context.Context, s Session) error {
 	ctx, cancel := context.WithTimeout(ctx, d.o.ScanTimeout)
 	defer cancel()
 	nonce := make([]byte, 8)
 	_, _ = rand.Read(nonce)
-	marker := "sync " + hex.EncodeToString(nonce)
-	configs := map[string]retainedConfig{}
-	energy := map[string]float64{}
-	var mu sync.Mutex // guards configs, energy and closed
-	closed := false   // set once the maps are handed over
-	synced := make(chan struct{})
-	var once sync.Once
-	conn := d.o.Conn
-	conn.Will = nil
-	conn.ClientID = conn.ClientID + "-hass-scan"
-	conn.Logger = slog.New(slog.DiscardHandler)
-	energyPrefix := d.o.HASS.TopicPrefix + "/ups/"
-	cm, err := Connect(ctx, conn, Handlers{OnPublish: func(topic string, payload []byte, retained bool) {
-		if topic == d.scanTopic() {
-			if string(payload) == marker {
-				once.Do(func() { close(synced) })
-			}
-			return
-		}
-		if !retained || len(payload) == 0 {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if closed {
-			return
-		}
-		if ups, ok := strings.CutSuffix(strings.TrimPrefix(topic, energyPrefix), "/energy"); ok && strings.HasPrefix(topic, energyPrefix) {
-			var e struct {
-				KWh float64 `json:"energy_kwh"`
-			}
-			if json.Unmarshal(payload, &e) == nil && e.KWh >= 0 {
-				energy[ups] = e.KWh
-			}
-			return
-		}
-		if rc, ok := d.owned(payload); ok {
-			configs[topic] = rc
-		}
-	}})
-	if err != nil {
-		return fmt.Errorf("hass scan: %w", err)
+	sc := &scanRun{
+		marker:  "sync " + hex.EncodeToString(nonce),
+		configs: map[string]retainedConfig{},
+		energy:  map[string]float64{},
+		synced:  make(chan struct{}),
 	}
+	d.scanMu.Lock()
+	d.scanning = sc
+	d.scanMu.Unlock()
+	filters := []string{d.configFilter(), d.energyFilter()}
 	defer func() {
-		dctx, c := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		// Every config change under the prefix would come to the bridge
+		// otherwise.
+		uctx, c := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer c()
-		_ = cm.Disconnect(dctx)
+		if err := s.Unsubscribe(uctx, filters...); err != nil {
+			d.log.Warn("hass scan: unsubscribe", "err", err)
+		}
 	}()
-	if err := cm.AwaitConnection(ctx); err != nil {
-		return fmt.Errorf("hass scan: connect: %w", err)
-	}
-	dp := d.o.HASS.DiscoveryPrefix
-	if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
-		{Topic: dp + "/+/+/config", QoS: 1},
-		{Topic: energyPrefix + "+/energy", QoS: 1},
-		{Topic: d.scanTopic(), QoS: 1},
-	}}); err != nil {
-		return fmt.Errorf("hass scan: subscribe under %s: %w", dp, err)
+	// The sink is subscribed to the scan topic already (Subscriptions).
+	if err := s.Subscribe(ctx, filters...); err != nil {
+		return fmt.Errorf("hass scan: %w", err)
 	}
 	// Retained messages are queued to us on subscribe, before anything
 	// published after the SUBACK; our own marker coming back means they
 	// have all arrived. The timeout covers brokers that reorder.
-	if _, err := cm.Publish(ctx, &paho.Publish{Topic: d.scanTopic(), Payload: []byte(marker), QoS: 1}); err != nil {
-		return fmt.Errorf("hass scan: publish marker: %w", err)
+	if err := s.Publish(ctx, d.scanTopic(), []byte(sc.marker)); err != nil {
+		return fmt.Errorf("hass scan: marker: %w", err)
 	}
 	select {
-	case <-synced:
+	case <-sc.synced:
 	case <-ctx.Done():
 		return fmt.Errorf("hass scan: marker not seen within %s", d.o.ScanTimeout)
 	}
-	mu.Lock()
-	closed = true
-	// configs belongs to the sink goroutine once handed over: count first.
-	ours, counters := len(configs), len(energy)
+	d.scanMu.Lock()
+	d.scanning = nil // Tap collects no more
+	d.scanMu.Unlock()
 	d.mu.Lock()
-	d.stale, d.scanned = configs, true
-	for k, v := range energy {
+	// configs belongs to the sink goroutine once handed over: count first.
+	ours, counters := len(sc.configs), len(sc.energy)
+	d.stale, d.scanned = sc.configs, true
+	for k, v := range sc.energy {
 		d.baseline[k] = v
 	}
 	d.mu.Unlock()
-	mu.Unlock()
-	// Tell the sink (subscribed to the same topic) that the list is ready.
+	// Tell the sink's publishing goroutine (OnMessage) the list is ready.
 	pctx, c := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer c()
-	if _, err := cm.Publish(pctx, &paho.Publish{Topic: d.scanTopic(), Payload: []byte("done"), QoS: 1}); err != nil {
+	if err := s.Publish(pctx, d.scanTopic(), []byte("done")); err != nil {
 		d.log.Warn("hass scan: publish done notice", "err", err)
 	}
 	d.log.Debug("scan of retained discovery configs done", "ours", ours, "energy_counters", counters)

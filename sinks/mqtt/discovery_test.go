@@ -265,10 +265,35 @@ func TestDiscoveryScan(t *testing.T) {
 	}
 	d := NewDiscovery(DiscoveryOptions{
 		HASS: hass.Options{DiscoveryPrefix: "homeassistant", TopicPrefix: "upsbridge", BridgeID: "b1"},
-		Conn: ConnOptions{URL: broker.URL(), ClientID: "scan-test"},
 	})
-	if err := d.Scan(ctx); err != nil {
+	// The scan's messages reach it through Tap, as on the sink's
+	// connection; the sink is subscribed to the scan topic.
+	untapped := make(chan string, 100)
+	scm, err := Connect(ctx, ConnOptions{URL: broker.URL(), ClientID: "scan-test"}, Handlers{OnPublish: func(topic string, payload []byte, retained bool) {
+		if !d.Tap(topic, payload, retained) {
+			untapped <- topic + " " + string(payload)
+		}
+	}})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if err := scm.AwaitConnection(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: d.scanTopic(), QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Scan(ctx, session{&Sink{cm: scm, lm: scm}}); err != nil {
+		t.Fatal(err)
+	}
+	// Only the "done" notice goes on to the sink's routing.
+	select {
+	case m := <-untapped:
+		if m != d.scanTopic()+" done" {
+			t.Errorf("message not kept from the sink: %s", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("the done notice did not reach the sink's routing")
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -115,6 +115,30 @@ type Extension interface {
 	OnMessage(topic string, payload []byte) (republish bool)
 }
 
+// Scanner is an Extension that reads the broker once, over the sink's
+// connection, after the sink's first connect (Home Assistant discovery
+// reads the retained configs left by earlier runs).
+type Scanner interface {
+	// Tap sees every received message before the sink routes it, on the
+	// connection's receiving goroutine; true consumes the message. It must
+	// filter by topic, treat the payload as hostile, and never block.
+	Tap(topic string, payload []byte, retained bool) (consumed bool)
+	// Scan runs once in its own goroutine; ctx ends with the sink. Its
+	// error is logged.
+	Scan(ctx context.Context, s Session) error
+}
+
+// Session lends the sink's connection to a Scanner.
+type Session interface {
+	// Subscribe subscribes to topic filters (QoS 1); what arrives goes to
+	// the Scanner's Tap first.
+	Subscribe(ctx context.Context, filters ...string) error
+	// Unsubscribe ends subscriptions made with Subscribe.
+	Unsubscribe(ctx context.Context, filters ...string) error
+	// Publish publishes a message (QoS 1, not retained).
+	Publish(ctx context.Context, topic string, payload []byte) error
+}
+
 // Listener reads messages over the sink's connection, so the bridge keeps a
 // single connection to the broker. OnReceive is called on the connection's
 // receiving goroutine for every message that is not the sink's own
@@ -163,6 +187,8 @@ type Sink struct {
 	maxPacket atomic.Uint32 // the broker's maximum packet size (0: none said)
 
 	stats sinkStats // read by Stats from other goroutines
+
+	scanners []Scanner // the extensions that are Scanners
 
 	// Shared with the connection's receiving goroutine (watch.go).
 	watch watchState
@@ -236,7 +262,14 @@ func New(opts Options) (*Sink, error) {
 		opts.Conn.MaxPacket = SinkMaxPacket
 	}
 	opts.Conn.Will = &paho.WillMessage{Topic: t.BridgeAvailability(), Payload: []byte(Offline), Retain: true, QoS: 1}
+	var scanners []Scanner
+	for _, ext := range opts.Extensions {
+		if sc, ok := ext.(Scanner); ok {
+			scanners = append(scanners, sc)
+		}
+	}
 	return &Sink{
+		scanners:  scanners,
 		opts:      opts,
 		log:       opts.Logger.With("sink", "mqtt"),
 		topics:    t,
@@ -294,6 +327,24 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 	defer cancelConn()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// Scans end before the wait above, and before the connection.
+	scanCtx, stopScans := context.WithCancel(ctx)
+	defer stopScans()
+	scansStarted, listening := false, false
+	// The scans (Home Assistant's) read over the listening connection and
+	// publish their marker over the publishing one: they start once both
+	// are up, once.
+	startScans := func() {
+		if scansStarted || !listening || !s.connected || len(s.scanners) == 0 {
+			return
+		}
+		scansStarted = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.runScans(scanCtx)
+		}()
+	}
 	s.cm, err = Connect(connCtx, s.opts.Conn, Handlers{
 		OnUp: func(cm *autopaho.ConnectionManager) {
 			s.stats.connected.Store(true)
@@ -374,7 +425,10 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 				// clock after listenWait.
 				epochTimer = time.After(listenWait)
 			}
+			startScans()
 		case <-s.listenUp:
+			listening = true
+			startScans()
 			if s.epoch == 0 && s.epochDue.IsZero() {
 				// Retained states arrive right after the subscription;
 				// nothing is published until the epoch is chosen.

@@ -15,6 +15,11 @@ import (
 // start, duplicate publishers), agents' topics go to the listeners, and
 // commands and everything else to the publishing goroutine.
 func (s *Sink) receive(topic string, payload []byte, retained bool) {
+	for _, sc := range s.scanners {
+		if sc.Tap(topic, payload, retained) {
+			return
+		}
+	}
 	t := s.wire.Parse(topic)
 	switch t.Kind {
 	case mqttwire.KindState:

@@ -341,6 +341,19 @@ func (s *Server) Listen() error {
 	return nil
 }
 
+// Close closes the listeners Listen opened, for a process that stops
+// before Serve (Serve closes them itself when its context ends).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	for _, l := range s.lns {
+		err = errors.Join(err, l.Close())
+	}
+	s.lns = nil
+	return err
+}
+
 // Addrs returns the bound addresses (after Listen).
 func (s *Server) Addrs() []net.Addr {
 	s.mu.Lock()

@@ -257,7 +257,8 @@ func builtinBody(d Data, lang string) string {
 	line(1, d.Charge)
 	line(2, d.Runtime)
 	line(3, d.Load)
-	if d.OnBattery && d.Event != "BLIP" {
+	// ONBATT starts the outage: "on battery for 0s" would say nothing.
+	if d.OnBattery && d.Event != "BLIP" && d.Event != "ONBATT" {
 		line(4, d.OutageFor)
 	}
 	return b.String()

@@ -99,11 +99,12 @@ func (s *Sink) Render(recs []Record) Message { return s.render.render(recs) }
 // Name implements bridge.Sink.
 func (s *Sink) Name() string { return "notify-" + s.c.Name }
 
-// SendTest sends a test message now, bypassing the queue, filters and rate
-// limit, and returns the service's exact error (secrets redacted).
-func (s *Sink) SendTest(ctx context.Context) error {
+// SendTest sends a test message about ups (UPSNAME for the exec notifier)
+// now, bypassing the queue, filters and rate limit, and returns the
+// service's exact error (secrets redacted).
+func (s *Sink) SendTest(ctx context.Context, ups string) error {
 	r := Record{Type: "TEST", Test: true, Severity: int(bridge.SeverityInfo), Time: time.Now(), Queued: time.Now(),
-		Message: "upsbridge test message"}
+		UPS: ups, Message: "upsbridge test message"}
 	return s.Attempt(ctx, s.render.render([]Record{r}))
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -20,36 +21,17 @@ import (
 	"github.com/upsbridge/upsbridge/sinks/mqtt"
 )
 
-// Shutdown agents and state signing (the bridge's primary role is in
-// run_primary.go):
-//   - bridge.signing_key_file: every published state and event is signed;
-//   - with an agent section, the agent runs as a service with its own
-//     broker connection.
-func init() {
-	registerRunHook("agent", func(r *runState) error {
-		if r.cfg.Bridge.SigningKeyFile != "" && r.mqttOpts != nil {
-			s, err := signing.LoadSigner(r.cfg.Bridge.SigningKeyFile)
-			if err != nil {
-				return configError{fmt.Errorf("bridge.signing_key_file: %w", err)}
-			}
-			r.mqttOpts.Sign = s
-		}
-		if agent.FromConfig(r.cfg) == nil {
-			return nil
-		}
-		return startAgent(r)
-	})
-}
-
-func startAgent(r *runState) error {
-	a := agent.FromConfig(r.cfg)
-	a.ApplyDefaults(r.env.StateDir)
-	log := r.log.With("agent", a.ID)
+// newAgent builds the shutdown agent of the agent section a, with its own
+// broker connection whose Will says "offline" for this host, and returns
+// it with the service that runs it.
+func newAgent(cfg *config.Config, a *agent.Config, stateDir string, rlog *slog.Logger) (*agent.Agent, func(context.Context) error, error) {
+	a.ApplyDefaults(stateDir)
+	log := rlog.With("agent", a.ID)
 	var verifier *signing.Verifier
 	if a.PublicKeyFile != "" {
 		v, err := signing.LoadVerifier(a.PublicKeyFile)
 		if err != nil {
-			return configError{fmt.Errorf("agent.public_key_file: %w", err)}
+			return nil, nil, configError{fmt.Errorf("agent.public_key_file: %w", err)}
 		}
 		verifier = v
 	}
@@ -57,9 +39,9 @@ func startAgent(r *runState) error {
 	if a.DryRun {
 		exec = executor.DryRunExecutor{Logger: log}
 	}
-	prefix := r.cfg.MQTT.TopicPrefix
+	prefix := cfg.MQTT.TopicPrefix
 	stateTopic := mqttwire.Topics{Prefix: prefix}.AgentState(a.ID)
-	conn := mqtt.ConnOptionsFromConfig(config.MQTT{URL: r.cfg.MQTT.URL, Username: r.cfg.MQTT.Username, Password: r.cfg.MQTT.Password, TLS: r.cfg.MQTT.TLS}, "upsbridge-agent-"+a.ID, log)
+	conn := mqtt.ConnOptionsFromConfig(config.MQTT{URL: cfg.MQTT.URL, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password, TLS: cfg.MQTT.TLS}, "upsbridge-agent-"+a.ID, log)
 	conn.Will = &paho.WillMessage{Topic: stateTopic, Payload: []byte(mqttwire.Offline), Retain: true, QoS: 1}
 	supplies := make([]intake.Supply, len(a.Supplies))
 	ids := make([]string, len(a.Supplies))
@@ -85,20 +67,20 @@ func startAgent(r *runState) error {
 	ag, err := agent.New(agent.Options{
 		ID: a.ID, TopicPrefix: prefix, Policy: a.PolicyConfig(), FinalDelay: a.FinalDelayValue(), DryRun: a.DryRun,
 		StateFile: a.StateFile, BootID: statefile.BootID(), Exec: exec, Publish: publish,
-		Orders: orders, Logger: r.log, // New adds the agent id
+		Orders: orders, Logger: rlog, // New adds the agent id
 	})
 	if err != nil {
-		return err
+		return nil, nil, err // names the shutdown agent
 	}
-	hassOpts := hass.Options{DiscoveryPrefix: r.cfg.HASS.DiscoveryPrefix, DeviceMode: r.cfg.HASS.Mode == "device",
-		Origin: hass.Origin{Name: "upsbridge", SWVersion: version, SupportURL: "https://github.com/upsbridge/upsbridge"}}
+	hassOpts := hass.Options{DiscoveryPrefix: cfg.HASS.DiscoveryPrefix, DeviceMode: cfg.HASS.Mode == "device",
+		Origin: hassOrigin()}
 	host, _ := os.Hostname()
 	in, err = intake.New(intake.Options{
 		Conn: conn, TopicPrefix: prefix, Supplies: supplies, Verifier: verifier, RequireSigned: a.RequireSigned,
 		MaxStateAge: a.MaxStateAge, Known: ag.Known(), Logger: log,
 		OnUp: func(ctx context.Context) {
 			ag.Republish()
-			if !r.cfg.HASS.Enabled {
+			if !cfg.HASS.Enabled {
 				return
 			}
 			dev := hass.AgentDevice(hassOpts, hass.Agent{ID: a.ID, Host: host, SWVersion: version, StateTopic: stateTopic,
@@ -112,13 +94,7 @@ func startAgent(r *runState) error {
 		},
 	})
 	if err != nil {
-		return configError{err}
-	}
-	if r.cfg.HTTP.Listen != "" {
-		// The HTTP endpoint (/metrics, /api/state, /readyz) reads the stats
-		// of the bridge's sinks; the agent is not one otherwise. Without
-		// the endpoint nothing would read them.
-		r.bridge.AddSink(ag.StatsSink())
+		return nil, nil, configError{err}
 	}
 	if a.DeadTime < 2*bridge.DefaultBatteryStateInterval {
 		// Bridges publish a UPS on battery at least every
@@ -127,7 +103,7 @@ func startAgent(r *runState) error {
 		log.Warn("agent.dead_time is shorter than twice the bridges' on-battery publication interval; a slowly polled UPS may look dead", "dead_time", a.DeadTime, "battery_state_interval", bridge.DefaultBatteryStateInterval)
 	}
 	log.Info("shutdown agent configured", "supplies", ids, "stages", len(a.Stages), "dry_run", a.DryRun, "require_signed", a.RequireSigned, "state_file", a.StateFile)
-	r.Go(func(ctx context.Context) error {
+	run := func(ctx context.Context) error {
 		ictx, stopIntake := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan error, 1)
 		go func() { done <- in.Run(ictx) }()
@@ -141,6 +117,6 @@ func startAgent(r *runState) error {
 		stopIntake()
 		<-done
 		return err
-	})
-	return nil
+	}
+	return ag, run, nil
 }
