@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 	"net/url"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // DingTalkConfig is the `type: dingtalk` notifier: a DingTalk custom robot.
@@ -41,7 +41,7 @@ type DingTalkConfig struct {
 }
 
 func init() {
-	config.Register("notify", "dingtalk", func() any {
+	engine.Register("dingtalk", func() *DingTalkConfig {
 		return &DingTalkConfig{Common: engine.Defaults("dingtalk", engine.ServiceDefaults{RateLimit: 20, FlapWindow: 10 * time.Second}),
 			URL: "https://oapi.dingtalk.com/robot/send", MsgType: "markdown"}
 	})

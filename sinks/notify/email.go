@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 	"mime"
 	"net"
 	"net/mail"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // EmailConfig is the `type: email` notifier: SMTP with STARTTLS (port 587)
@@ -48,7 +48,7 @@ type EmailConfig struct {
 }
 
 func init() {
-	config.Register("notify", "email", func() any {
+	engine.Register("email", func() *EmailConfig {
 		return &EmailConfig{Common: engine.Defaults("email", engine.ServiceDefaults{RateLimit: 10, FlapWindow: 10 * time.Second}),
 			Port: 587, Security: "starttls", Auth: "auto"}
 	})

@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 	"math/big"
 	"net"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // smtpServer is a minimal SMTP server for tests: EHLO, STARTTLS, AUTH

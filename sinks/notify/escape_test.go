@@ -3,7 +3,6 @@ package notify
 import (
 	"context"
 	"encoding/json"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 	"net/url"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // hostileTexts are device, UPS-name or MQTT texts an attacker controls.

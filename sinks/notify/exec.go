@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // ExecConfig is the `type: exec` notifier: it runs a command the way
@@ -27,7 +27,7 @@ type ExecConfig struct {
 }
 
 func init() {
-	config.Register("notify", "exec", func() any {
+	engine.Register("exec", func() *ExecConfig {
 		// upsmon runs NOTIFYCMD for every event, without holding any back.
 		return &ExecConfig{Common: engine.Defaults("exec", engine.ServiceDefaults{Attempts: 3})}
 	})

@@ -7,13 +7,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // FeishuConfig is the `type: feishu` notifier: a Feishu or Lark custom bot.
@@ -37,7 +37,7 @@ type FeishuConfig struct {
 }
 
 func init() {
-	config.Register("notify", "feishu", func() any {
+	engine.Register("feishu", func() *FeishuConfig {
 		return &FeishuConfig{Common: engine.Defaults("feishu", engine.ServiceDefaults{RateLimit: 100, FlapWindow: 10 * time.Second}), Host: "open.feishu.cn"}
 	})
 }

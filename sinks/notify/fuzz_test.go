@@ -3,13 +3,13 @@ package notify
 import (
 	"bytes"
 	"context"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 	"io"
 	"net/http"
 	"testing"
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // cannedTransport answers every request with one status and body, without

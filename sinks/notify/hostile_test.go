@@ -2,7 +2,6 @@ package notify
 
 import (
 	"context"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // TestHostileEndpoint: a notifier endpoint that hangs, answers 1 GB or

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 	"strings"
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // TelegramConfig is the `type: telegram` notifier: a bot sending to a chat.
@@ -27,7 +27,7 @@ type TelegramConfig struct {
 }
 
 func init() {
-	config.Register("notify", "telegram", func() any {
+	engine.Register("telegram", func() *TelegramConfig {
 		return &TelegramConfig{Common: engine.Defaults("telegram", engine.ServiceDefaults{RateLimit: 20, FlapWindow: 10 * time.Second}), APIURL: "https://api.telegram.org"}
 	})
 }
@@ -39,7 +39,7 @@ func (c *TelegramConfig) Validate() []config.FieldError {
 	if c.ChatID == "" {
 		errs = append(errs, config.Errorf("chat_id", "is required"))
 	}
-	errs = append(errs, checkURL("api_url", c.APIURL)...)
+	errs = append(errs, engine.CheckURL("api_url", c.APIURL)...)
 	return errs
 }
 

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // WebhookConfig is the `type: webhook` notifier: a generic JSON POST, with
@@ -38,7 +38,7 @@ type WebhookConfig struct {
 }
 
 func init() {
-	config.Register("notify", "webhook", func() any {
+	engine.Register("webhook", func() *WebhookConfig {
 		return &WebhookConfig{Common: engine.Defaults("webhook", engine.ServiceDefaults{FlapWindow: 10 * time.Second})}
 	})
 }
@@ -49,7 +49,7 @@ func (c *WebhookConfig) Validate() []config.FieldError {
 	errs = append(errs, c.u.Resolve(&c.URL, c.URLFile, c.URLEnv, "url", true)...)
 	errs = append(errs, c.sec.Resolve(&c.Secret, c.SecretFile, c.SecretEnv, "secret", false)...)
 	if c.URL != "" {
-		errs = append(errs, checkURL("url", c.URL.Reveal())...)
+		errs = append(errs, engine.CheckURL("url", c.URL.Reveal())...)
 	}
 	for k := range c.Headers {
 		if k == "" || strings.ContainsAny(k, " :\r\n") {

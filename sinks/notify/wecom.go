@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // WeComConfig is the `type: wecom` notifier: a WeCom (WeChat Work) group
@@ -36,7 +36,7 @@ type WeComConfig struct {
 const wecomBase = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
 
 func init() {
-	config.Register("notify", "wecom", func() any {
+	engine.Register("wecom", func() *WeComConfig {
 		return &WeComConfig{Common: engine.Defaults("wecom", engine.ServiceDefaults{RateLimit: 20, FlapWindow: 10 * time.Second}), MsgType: "markdown"}
 	})
 }

@@ -114,6 +114,15 @@ func Defaults(typ string, d ServiceDefaults) Common {
 	}
 }
 
+// Register makes `type: <typ>` entries under notify known to the
+// configuration: each entry decodes strictly into a fresh value from newSpec
+// (its defaults set, from Defaults), is validated when it implements
+// config.Validator, and builds its notifier with NewSink, which wraps the
+// service in New.
+func Register[S config.NotifierSpec](typ string, newSpec func() S) {
+	config.Register("notify", typ, func() any { return newSpec() })
+}
+
 // Validate checks the common keys (keys relative to the entry).
 func (c *Common) Validate() []config.FieldError {
 	var errs []config.FieldError

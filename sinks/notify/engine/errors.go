@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/upsbridge/upsbridge/config"
 )
 
 // Kind classifies a delivery failure.
@@ -113,6 +115,16 @@ func (r redactor) err(err error) error {
 	k, ra := Classify(err)
 	msg := r.text(err.Error())
 	return &sendError{kind: k, retryAfter: ra, err: &scrubbed{msg: msg, kind: k, ra: ra}}
+}
+
+// CheckURL checks that raw, the value of config key, is an http(s) URL; the
+// error shows the URL with its query values and user info hidden.
+func CheckURL(key, raw string) []config.FieldError {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return []config.FieldError{config.Errorf(key, "must be an http(s) URL, got %q", RedactURL(raw))}
+	}
+	return nil
 }
 
 // RedactURL hides the query values and any user info of a URL for logs.

@@ -1,6 +1,8 @@
 package engine
 
-import "strings"
+import (
+	"strings"
+)
 
 // Text from outside the configuration (a device's variables and alarms, a
 // UPS or host name, anything that came over MQTT) is hostile: it must not
