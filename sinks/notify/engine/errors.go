@@ -14,13 +14,13 @@ import (
 type Kind int
 
 const (
-	// transient: retry with backoff (network errors, 5xx, 429, vendor
+	// KindTransient: retry with backoff (network errors, 5xx, 429, vendor
 	// rate-limit and "busy" codes).
 	KindTransient Kind = iota
-	// refused: the notifier itself is unusable (bad key, token, URL):
+	// KindRefused: the notifier itself is unusable (bad key, token, URL):
 	// report once, keep the queue, try again rarely.
 	KindRefused
-	// rejected: this message is refused (too long, bad format); retrying
+	// KindRejected: this message is refused (too long, bad format); retrying
 	// it cannot help, so it is dropped with an error.
 	KindRejected
 )

@@ -25,21 +25,21 @@ type Markup int
 
 // The markups of the services.
 const (
-	// markupPlain is for services that show plain text (Telegram without
+	// MarkupPlain is for services that show plain text (Telegram without
 	// parse_mode, Feishu and WeCom text, ntfy, Gotify, Bark, Pushover,
 	// email): only links and mentions are defused.
 	MarkupPlain Markup = iota
-	// markupChatMarkdown is WeCom and DingTalk markdown, which have no
+	// MarkupChatMarkdown is WeCom and DingTalk markdown, which have no
 	// escape character: markup characters become their full-width forms.
 	MarkupChatMarkdown
-	// markupSlack is Slack mrkdwn: &, < and > as entities (Slack's own
+	// MarkupSlack is Slack mrkdwn: &, < and > as entities (Slack's own
 	// escaping), emphasis characters as full-width forms.
 	MarkupSlack
-	// markupDiscord is Discord markdown: markup characters backslash-escaped.
+	// MarkupDiscord is Discord markdown: markup characters backslash-escaped.
 	MarkupDiscord
-	// markupHTML is HTML (Telegram's HTML parse mode, email HTML).
+	// MarkupHTML is HTML (Telegram's HTML parse mode, email HTML).
 	MarkupHTML
-	// markupFeishuText is Feishu's text message, which still parses
+	// MarkupFeishuText is Feishu's text message, which still parses
 	// <at user_id="..."> tags: angle brackets become full-width forms.
 	MarkupFeishuText
 )

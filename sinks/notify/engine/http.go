@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// UserAgent identifies the bridge to services.
-const UserAgent = "upsbridge"
+// userAgent identifies the bridge to services.
+const userAgent = "upsbridge"
 
 // HTTPClient is shared by the HTTP services: it honours HTTPS_PROXY (needed
 // for Telegram, Discord and Slack from mainland China). Timeouts come from
@@ -53,7 +53,7 @@ func Do(ctx context.Context, service, method, rawURL string, header http.Header,
 		}
 	}
 	if req.Header.Get("User-Agent") == "" {
-		req.Header.Set("User-Agent", UserAgent)
+		req.Header.Set("User-Agent", userAgent)
 	}
 	resp, err := HTTPClient.Do(req)
 	if err != nil {
