@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/internal/mqttconn"
+
 	"github.com/upsbridge/upsbridge/agent"
 	"github.com/upsbridge/upsbridge/agent/intake"
 	"github.com/upsbridge/upsbridge/agent/policy"
-	"github.com/upsbridge/upsbridge/sinks/mqtt"
 )
 
 // nopExec records nothing and runs nothing: the fan-out measures decisions.
@@ -34,7 +35,7 @@ func fanout(t testing.TB, r *agentRig, n int) []time.Duration {
 		id := fmt.Sprintf("a%03d", i)
 		var once sync.Once
 		w, err := intake.New(intake.Options{
-			Conn: mqtt.ConnOptions{URL: r.mq.URL(), ClientID: "fanout-" + id}, TopicPrefix: "ub", Supplies: []intake.Supply{{UPS: "ups1"}},
+			Conn: mqttconn.ConnOptions{URL: r.mq.URL(), ClientID: "fanout-" + id}, TopicPrefix: "ub", Supplies: []intake.Supply{{UPS: "ups1"}},
 			MaxStateAge: time.Minute, OnUp: func(context.Context) { once.Do(func() { ready <- struct{}{} }) },
 		})
 		if err != nil {

@@ -19,8 +19,8 @@ import (
 	"github.com/upsbridge/upsbridge/agent/news"
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/bridge/signing"
+	"github.com/upsbridge/upsbridge/internal/mqttconn"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	mqttconn "github.com/upsbridge/upsbridge/sinks/mqtt"
 	"github.com/upsbridge/upsbridge/test/harness"
 )
 

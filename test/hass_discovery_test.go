@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/internal/mqttconn"
+
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/upsbridge/upsbridge/hass/hacheck"
-	"github.com/upsbridge/upsbridge/sinks/mqtt"
 	"github.com/upsbridge/upsbridge/test/harness"
 )
 
@@ -23,7 +24,7 @@ import (
 func hassPublisher(t *testing.T, url string) *autopaho.ConnectionManager {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cm, err := mqtt.Connect(ctx, mqtt.ConnOptions{URL: url, ClientID: fmt.Sprintf("test-ha-%d", time.Now().UnixNano())}, mqtt.Handlers{})
+	cm, err := mqttconn.Connect(ctx, mqttconn.ConnOptions{URL: url, ClientID: fmt.Sprintf("test-ha-%d", time.Now().UnixNano())}, mqttconn.Handlers{})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

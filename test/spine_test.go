@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/internal/mqttconn"
+
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/mqttwire"
 	"github.com/upsbridge/upsbridge/sinks/mqtt"
@@ -172,7 +174,7 @@ func startInProcess(t *testing.T, brokerURL, stateDir string) *runningBridge {
 	src := &scriptedSource{in: make(chan bridge.Update)}
 	b.AddSource(src)
 	sink, err := mqtt.New(mqtt.Options{
-		Conn:        mqtt.ConnOptions{URL: brokerURL, ClientID: "spine-test", Logger: log},
+		Conn:        mqttconn.ConnOptions{URL: brokerURL, ClientID: "spine-test", Logger: log},
 		TopicPrefix: "upsbridge", BridgeID: "inproc", SpoolDir: stateDir, Logger: log,
 		PublishTimeout: 2 * time.Second,
 	})

@@ -33,8 +33,8 @@ import (
 
 	"github.com/upsbridge/upsbridge/agent/news"
 	"github.com/upsbridge/upsbridge/bridge/signing"
+	"github.com/upsbridge/upsbridge/internal/mqttconn"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	mqttconn "github.com/upsbridge/upsbridge/sinks/mqtt"
 )
 
 // Supply is one UPS the agent reads, optionally pinned to the bridge that

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/upsbridge/upsbridge/internal/mqttconn"
+
 	"github.com/upsbridge/upsbridge/agent"
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/bridge/signing"
@@ -223,7 +225,7 @@ func (p *process) startBroker() error {
 func (p *process) buildMQTTSink(hosts []primary.HostCounter) (*mqtt.Sink, error) {
 	cfg := p.cfg
 	opts := mqtt.Options{
-		Conn:        mqtt.ConnOptionsFromConfig(cfg.MQTT, "upsbridge-"+cfg.Bridge.ID, p.log),
+		Conn:        mqttconn.ConnOptionsFromConfig(cfg.MQTT, "upsbridge-"+cfg.Bridge.ID, p.log),
 		TopicPrefix: cfg.MQTT.TopicPrefix,
 		BridgeID:    cfg.Bridge.ID,
 		SpoolDir:    filepath.Join(p.stateDir, "bridge-"+cfg.Bridge.ID, "mqtt-events"),

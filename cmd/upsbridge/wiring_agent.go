@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/upsbridge/upsbridge/internal/mqttconn"
+
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/upsbridge/upsbridge/agent"
@@ -18,7 +20,6 @@ import (
 	"github.com/upsbridge/upsbridge/config"
 	"github.com/upsbridge/upsbridge/hass"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	"github.com/upsbridge/upsbridge/sinks/mqtt"
 )
 
 // newAgent builds the shutdown agent of the agent section a, with its own
@@ -41,7 +42,7 @@ func newAgent(cfg *config.Config, a *agent.Config, stateDir string, rlog *slog.L
 	}
 	prefix := cfg.MQTT.TopicPrefix
 	stateTopic := mqttwire.Topics{Prefix: prefix}.AgentState(a.ID)
-	conn := mqtt.ConnOptionsFromConfig(config.MQTT{URL: cfg.MQTT.URL, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password, TLS: cfg.MQTT.TLS}, "upsbridge-agent-"+a.ID, log)
+	conn := mqttconn.ConnOptionsFromConfig(config.MQTT{URL: cfg.MQTT.URL, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password, TLS: cfg.MQTT.TLS}, "upsbridge-agent-"+a.ID, log)
 	conn.Will = &paho.WillMessage{Topic: stateTopic, Payload: []byte(mqttwire.Offline), Retain: true, QoS: 1}
 	supplies := make([]intake.Supply, len(a.Supplies))
 	ids := make([]string, len(a.Supplies))

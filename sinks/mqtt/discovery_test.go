@@ -14,6 +14,7 @@ import (
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/hass"
 	"github.com/upsbridge/upsbridge/hass/hacheck"
+	"github.com/upsbridge/upsbridge/internal/mqttconn"
 	"github.com/upsbridge/upsbridge/test/harness"
 )
 
@@ -244,7 +245,7 @@ func TestDiscoveryScan(t *testing.T) {
 	broker := harness.StartMosquitto(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cm, err := Connect(ctx, ConnOptions{URL: broker.URL(), ClientID: "seed"}, Handlers{})
+	cm, err := mqttconn.Connect(ctx, mqttconn.ConnOptions{URL: broker.URL(), ClientID: "seed"}, mqttconn.Handlers{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +270,7 @@ func TestDiscoveryScan(t *testing.T) {
 	// The scan's messages reach it through Tap, as on the sink's
 	// connection; the sink is subscribed to the scan topic.
 	untapped := make(chan string, 100)
-	scm, err := Connect(ctx, ConnOptions{URL: broker.URL(), ClientID: "scan-test"}, Handlers{OnPublish: func(topic string, payload []byte, retained bool) {
+	scm, err := mqttconn.Connect(ctx, mqttconn.ConnOptions{URL: broker.URL(), ClientID: "scan-test"}, mqttconn.Handlers{OnPublish: func(topic string, payload []byte, retained bool) {
 		if !d.Tap(topic, payload, retained) {
 			untapped <- topic + " " + string(payload)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/internal/mqttconn"
 )
 
 // strictBroker is a real MQTT broker (mochi) that denies one topic and
@@ -108,7 +109,7 @@ func TestRefusedSetAside(t *testing.T) {
 	h, url := startStrictBroker(t, "upsbridge/ups/denied/state", 4096)
 	dir := t.TempDir()
 	s, err := New(Options{
-		Conn: ConnOptions{URL: url, ClientID: "refused-test"}, TopicPrefix: "upsbridge", BridgeID: "b",
+		Conn: mqttconn.ConnOptions{URL: url, ClientID: "refused-test"}, TopicPrefix: "upsbridge", BridgeID: "b",
 		SpoolDir: dir, RefusedAttempts: 3, RefusedBackoff: 20 * time.Millisecond,
 	})
 	if err != nil {

@@ -36,12 +36,13 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/bridge/spool"
+	"github.com/upsbridge/upsbridge/internal/mqttconn"
 	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
 // Options configure the sink.
 type Options struct {
-	Conn        ConnOptions
+	Conn        mqttconn.ConnOptions
 	TopicPrefix string
 	BridgeID    string
 	// Epoch orders this run's states after every earlier run's (see
@@ -345,7 +346,7 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 			s.runScans(scanCtx)
 		}()
 	}
-	s.cm, err = Connect(connCtx, s.opts.Conn, Handlers{
+	s.cm, err = mqttconn.Connect(connCtx, s.opts.Conn, mqttconn.Handlers{
 		OnUp: func(cm *autopaho.ConnectionManager) {
 			s.stats.connected.Store(true)
 			select {
@@ -367,7 +368,7 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 	}
 	lo := s.opts.Conn
 	lo.ClientID, lo.Will = listenClientID(s.opts.Conn.ClientID), nil
-	s.lm, err = Connect(connCtx, lo, Handlers{
+	s.lm, err = mqttconn.Connect(connCtx, lo, mqttconn.Handlers{
 		OnUp: func(cm *autopaho.ConnectionManager) {
 			wg.Add(1)
 			go func() {
@@ -768,7 +769,7 @@ func (s *Sink) handleInbound(ctx context.Context, wg *sync.WaitGroup, m inbound)
 }
 
 // SinkMaxPacket is the largest MQTT packet the bridge's own connection
-// accepts (see ConnOptions.MaxPacket).
+// accepts (see mqttconn.ConnOptions.MaxPacket).
 const SinkMaxPacket = 64 << 10
 
 // MaxCommandPayload bounds a command or set request before it is decoded:

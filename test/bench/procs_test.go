@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/internal/mqttconn"
+
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
@@ -28,9 +30,7 @@ import (
 	"github.com/upsbridge/upsbridge/agent/executor"
 	"github.com/upsbridge/upsbridge/agent/intake"
 	"github.com/upsbridge/upsbridge/agent/policy"
-	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	mqttsink "github.com/upsbridge/upsbridge/sinks/mqtt"
 	"github.com/upsbridge/upsbridge/test/harness"
 )
 
@@ -500,7 +500,7 @@ func startRecorder(t testing.TB, broker string, keep func(topic string) bool, fi
 		subs[i] = paho.SubscribeOptions{Topic: f, QoS: 1}
 	}
 	up := make(chan error, 1)
-	cm, err := mqttsink.Connect(ctx, mqttsink.ConnOptions{URL: broker, ClientID: fmt.Sprintf("bench-rec-%d", time.Now().UnixNano())}, mqttsink.Handlers{
+	cm, err := mqttconn.Connect(ctx, mqttconn.ConnOptions{URL: broker, ClientID: fmt.Sprintf("bench-rec-%d", time.Now().UnixNano())}, mqttconn.Handlers{
 		OnUp: func(cm *autopaho.ConnectionManager) {
 			go func() {
 				sctx, c := context.WithTimeout(ctx, 10*time.Second)
@@ -597,15 +597,15 @@ func (r *recorder) each(from int, f func(m harness.Msg)) {
 }
 
 func eventType(m harness.Msg) string {
-	var e bridge.EventPayload
+	var e mqttwire.EventPayload
 	if json.Unmarshal([]byte(m.Payload), &e) != nil {
 		return ""
 	}
 	return e.Type
 }
 
-func stateOf(m harness.Msg) (bridge.StatePayload, bool) {
-	var s bridge.StatePayload
+func stateOf(m harness.Msg) (mqttwire.StatePayload, bool) {
+	var s mqttwire.StatePayload
 	if json.Unmarshal([]byte(m.Payload), &s) != nil {
 		return s, false
 	}
@@ -643,7 +643,7 @@ func startAgents(t testing.TB, broker, prefix, ups string, n int, tag string) *a
 		id := fmt.Sprintf("bench%s-%d", tag, i)
 		var once sync.Once
 		w, err := intake.New(intake.Options{
-			Conn:        mqttsink.ConnOptions{URL: broker, ClientID: "upsbridge-agent-" + id, Logger: log, Will: &paho.WillMessage{Topic: mqttwire.Topics{Prefix: prefix}.AgentState(id), Payload: []byte(mqttwire.Offline), Retain: true, QoS: 1}},
+			Conn:        mqttconn.ConnOptions{URL: broker, ClientID: "upsbridge-agent-" + id, Logger: log, Will: &paho.WillMessage{Topic: mqttwire.Topics{Prefix: prefix}.AgentState(id), Payload: []byte(mqttwire.Offline), Retain: true, QoS: 1}},
 			TopicPrefix: prefix, Supplies: []intake.Supply{{UPS: ups}}, MaxStateAge: 90 * time.Second, Logger: log,
 			OnUp: func(context.Context) { once.Do(f.up.Done) },
 		})

@@ -1,4 +1,9 @@
-package mqtt
+// Package mqttconn is the MQTT connection every part of upsbridge uses: the
+// bridge's publishing and listening connections and an agent's two. It
+// wraps paho's autopaho with the project's defaults: reconnects with
+// backoff, TLS from files, MQTT v5 limits announced in CONNECT (maximum
+// packet size, receive maximum) and a buffered reader for floods.
+package mqttconn
 
 import (
 	"bufio"
