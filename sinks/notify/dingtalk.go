@@ -14,11 +14,12 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // DingTalkConfig is the `type: dingtalk` notifier: a DingTalk custom robot.
 type DingTalkConfig struct {
-	Common `koanf:",squash"`
+	engine.Common `koanf:",squash"`
 	// AccessToken is the robot's access_token (from its webhook URL).
 	AccessToken     config.Secret `koanf:"access_token"`
 	AccessTokenFile string        `koanf:"access_token_file"`
@@ -35,13 +36,13 @@ type DingTalkConfig struct {
 	AtUserIDs []string `koanf:"at_user_ids"`
 	AtAll     bool     `koanf:"at_all"`
 
-	tok, sec secretRef
+	tok, sec engine.SecretRef
 	now      func() time.Time
 }
 
 func init() {
-	config.Register("notify", "dingtalk", func() any {
-		return &DingTalkConfig{Common: defaultCommon("dingtalk", serviceDefaults{rateLimit: 20, flapWindow: 10 * time.Second}),
+	engine.Register("dingtalk", func() *DingTalkConfig {
+		return &DingTalkConfig{Common: engine.Defaults("dingtalk", engine.ServiceDefaults{RateLimit: 20, FlapWindow: 10 * time.Second}),
 			URL: "https://oapi.dingtalk.com/robot/send", MsgType: "markdown"}
 	})
 }
@@ -49,8 +50,8 @@ func init() {
 // Validate implements config.Validator.
 func (c *DingTalkConfig) Validate() []config.FieldError {
 	errs := c.Common.Validate()
-	errs = append(errs, c.tok.resolve(&c.AccessToken, c.AccessTokenFile, c.AccessTokenEnv, "access_token", true)...)
-	errs = append(errs, c.sec.resolve(&c.Secret, c.SecretFile, c.SecretEnv, "secret", false)...)
+	errs = append(errs, c.tok.Resolve(&c.AccessToken, c.AccessTokenFile, c.AccessTokenEnv, "access_token", true)...)
+	errs = append(errs, c.sec.Resolve(&c.Secret, c.SecretFile, c.SecretEnv, "secret", false)...)
 	if u, err := url.Parse(c.URL); err != nil || u.Host == "" {
 		errs = append(errs, config.Errorf("url", "must be an http(s) URL, got %q", c.URL))
 	}
@@ -69,7 +70,7 @@ func (c *DingTalkConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return newSink(env, &c.Common, &dingtalk{cfg: c, now: now}, c.AccessToken.Reveal(), c.Secret.Reveal())
+	return engine.New(env, &c.Common, &dingtalk{cfg: c, now: now}, c.AccessToken.Reveal(), c.Secret.Reveal())
 }
 
 // DingTalkSign returns DingTalk's signature for a timestamp in Unix
@@ -86,16 +87,16 @@ type dingtalk struct {
 	now func() time.Time
 }
 
-func (d *dingtalk) escape(s string) string {
+func (d *dingtalk) Escape(s string) string {
 	if d.cfg.MsgType == "text" {
-		return markupPlain.escape(s)
+		return engine.MarkupPlain.Escape(s)
 	}
-	return markupChatMarkdown.escape(s)
+	return engine.MarkupChatMarkdown.Escape(s)
 }
 
-func (d *dingtalk) maxBytes() int { return 18000 }
+func (d *dingtalk) MaxBytes() int { return 18000 }
 
-func (d *dingtalk) send(ctx context.Context, m message) error {
+func (d *dingtalk) Send(ctx context.Context, m engine.Message) error {
 	q := url.Values{"access_token": {d.cfg.AccessToken.Reveal()}}
 	if d.cfg.Secret != "" {
 		ts := d.now().UnixMilli()
@@ -114,16 +115,16 @@ func (d *dingtalk) send(ctx context.Context, m message) error {
 	at := map[string]any{"atMobiles": nonNil(d.cfg.AtMobiles), "atUserIds": nonNil(d.cfg.AtUserIDs), "isAtAll": d.cfg.AtAll}
 	var body map[string]any
 	if d.cfg.MsgType == "text" {
-		body = map[string]any{"msgtype": "text", "text": map[string]any{"content": truncate(m.Title+"\n"+m.Body, 18000) + mentions.String()}, "at": at}
+		body = map[string]any{"msgtype": "text", "text": map[string]any{"content": engine.Truncate(m.Title+"\n"+m.Body, 18000) + mentions.String()}, "at": at}
 	} else {
 		text := "#### " + m.Title + "\n\n" + strings.ReplaceAll(m.Body, "\n", "\n\n")
-		body = map[string]any{"msgtype": "markdown", "markdown": map[string]any{"title": m.Title, "text": truncate(text, 18000) + mentions.String()}, "at": at}
+		body = map[string]any{"msgtype": "markdown", "markdown": map[string]any{"title": m.Title, "text": engine.Truncate(text, 18000) + mentions.String()}, "at": at}
 	}
-	resp, err := postJSON(ctx, "dingtalk", endpoint, nil, body)
+	resp, err := engine.PostJSON(ctx, "dingtalk", endpoint, nil, body)
 	if err != nil {
 		return err
 	}
-	if err := resp.ok2xx("dingtalk"); err != nil {
+	if err := resp.OK2xx("dingtalk"); err != nil {
 		return err
 	}
 	var r struct {
@@ -133,14 +134,14 @@ func (d *dingtalk) send(ctx context.Context, m message) error {
 		Wait    int    `json:"wait"`
 		Punish  string `json:"punish"`
 	}
-	if err := json.Unmarshal(resp.body, &r); err != nil {
-		return errTransient(fmt.Errorf("dingtalk: unexpected answer: %s", shorten(string(resp.body), 200)), 0)
+	if err := json.Unmarshal(resp.Body, &r); err != nil {
+		return engine.Transient(fmt.Errorf("dingtalk: unexpected answer: %s", engine.Shorten(string(resp.Body), 200)), 0)
 	}
 	if r.ErrCode == nil {
 		if r.Punish != "" || r.Status != 0 { // anti-abuse gateway
-			return errTransient(fmt.Errorf("dingtalk: throttled by the gateway (status %d, wait %ds)", r.Status, r.Wait), time.Duration(r.Wait)*time.Second)
+			return engine.Transient(fmt.Errorf("dingtalk: throttled by the gateway (status %d, wait %ds)", r.Status, r.Wait), time.Duration(r.Wait)*time.Second)
 		}
-		return errTransient(fmt.Errorf("dingtalk: unexpected answer: %s", shorten(string(resp.body), 200)), 0)
+		return engine.Transient(fmt.Errorf("dingtalk: unexpected answer: %s", engine.Shorten(string(resp.Body), 200)), 0)
 	}
 	return dingtalkError(*r.ErrCode, r.ErrMsg)
 }
@@ -156,14 +157,14 @@ func dingtalkError(code int, msg string) error {
 	if code == 0 {
 		return nil
 	}
-	err := fmt.Errorf("dingtalk: errcode %d: %s", code, shorten(msg, 200))
+	err := fmt.Errorf("dingtalk: errcode %d: %s", code, engine.Shorten(msg, 200))
 	switch code {
 	case 130101, 410100: // too fast: the robot is throttled for ~10 minutes
-		return errTransient(err, time.Minute)
+		return engine.Transient(err, time.Minute)
 	case -1:
-		return errTransient(err, 0)
+		return engine.Transient(err, 0)
 	case 300001, 310000, 400013, 300005: // token, signature, keyword, IP allow-list
-		return errRefused(err)
+		return engine.Refused(err)
 	}
-	return errRejected(err)
+	return engine.Rejected(err)
 }

@@ -20,14 +20,15 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // EmailConfig is the `type: email` notifier: SMTP with STARTTLS (port 587)
 // or implicit TLS (port 465), with PLAIN or LOGIN authentication.
 type EmailConfig struct {
-	Common `koanf:",squash"`
-	Host   string `koanf:"host"`
-	Port   int    `koanf:"port"`
+	engine.Common `koanf:",squash"`
+	Host          string `koanf:"host"`
+	Port          int    `koanf:"port"`
 	// Security is starttls (default), tls (implicit, port 465) or none
 	// (only for a local relay).
 	Security     string        `koanf:"security"`
@@ -43,12 +44,12 @@ type EmailConfig struct {
 	CAFile             string   `koanf:"ca_file"`
 	InsecureSkipVerify bool     `koanf:"insecure_skip_verify"`
 
-	pw secretRef
+	pw engine.SecretRef
 }
 
 func init() {
-	config.Register("notify", "email", func() any {
-		return &EmailConfig{Common: defaultCommon("email", serviceDefaults{rateLimit: 10, flapWindow: 10 * time.Second}),
+	engine.Register("email", func() *EmailConfig {
+		return &EmailConfig{Common: engine.Defaults("email", engine.ServiceDefaults{RateLimit: 10, FlapWindow: 10 * time.Second}),
 			Port: 587, Security: "starttls", Auth: "auto"}
 	})
 }
@@ -56,7 +57,7 @@ func init() {
 // Validate implements config.Validator.
 func (c *EmailConfig) Validate() []config.FieldError {
 	errs := c.Common.Validate()
-	errs = append(errs, c.pw.resolve(&c.Password, c.PasswordFile, c.PasswordEnv, "password", false)...)
+	errs = append(errs, c.pw.Resolve(&c.Password, c.PasswordFile, c.PasswordEnv, "password", false)...)
 	if c.Host == "" {
 		errs = append(errs, config.Errorf("host", "is required"))
 	}
@@ -112,7 +113,7 @@ func (c *EmailConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 		}
 		tc.RootCAs = pool
 	}
-	return newSink(env, &c.Common, &email{cfg: c, tls: tc}, c.Password.Reveal())
+	return engine.New(env, &c.Common, &email{cfg: c, tls: tc}, c.Password.Reveal())
 }
 
 type email struct {
@@ -120,9 +121,9 @@ type email struct {
 	tls *tls.Config
 }
 
-func (e *email) escape(s string) string { return markupPlain.escape(s) }
+func (e *email) Escape(s string) string { return engine.MarkupPlain.Escape(s) }
 
-func (e *email) maxBytes() int { return 0 }
+func (e *email) MaxBytes() int { return 0 }
 
 // loginAuth is SMTP AUTH LOGIN (Exchange, Office 365 and others offer only
 // it); net/smtp has only PLAIN and CRAM-MD5.
@@ -156,7 +157,7 @@ func (a plainAuth) Next(_ []byte, more bool) ([]byte, error) {
 	return nil, nil
 }
 
-func (e *email) send(ctx context.Context, m message) error {
+func (e *email) Send(ctx context.Context, m engine.Message) error {
 	err := e.deliver(ctx, m)
 	if err == nil {
 		return nil
@@ -166,20 +167,19 @@ func (e *email) send(ctx context.Context, m message) error {
 		werr := fmt.Errorf("email: SMTP %d: %s", tp.Code, tp.Msg)
 		switch {
 		case tp.Code >= 400 && tp.Code < 500:
-			return errTransient(werr, 0)
+			return engine.Transient(werr, 0)
 		case tp.Code == 535 || tp.Code == 534 || tp.Code == 530 || tp.Code == 550 || tp.Code == 551 || tp.Code == 553:
-			return errRefused(werr) // authentication or addresses: the config
+			return engine.Refused(werr) // authentication or addresses: the config
 		}
-		return errRejected(werr)
+		return engine.Rejected(werr)
 	}
-	var se *sendError
-	if errors.As(err, &se) {
+	if engine.Classified(err) {
 		return err
 	}
-	return errTransient(fmt.Errorf("email: %w", err), 0)
+	return engine.Transient(fmt.Errorf("email: %w", err), 0)
 }
 
-func (e *email) deliver(ctx context.Context, m message) error {
+func (e *email) deliver(ctx context.Context, m engine.Message) error {
 	addr := net.JoinHostPort(e.cfg.Host, strconv.Itoa(e.cfg.Port))
 	d := net.Dialer{}
 	conn, err := d.DialContext(ctx, "tcp", addr)
@@ -209,7 +209,7 @@ func (e *email) deliver(ctx context.Context, m message) error {
 	secure := e.cfg.Security == "tls"
 	if e.cfg.Security == "starttls" {
 		if ok, _ := c.Extension("STARTTLS"); !ok {
-			return errRefused(fmt.Errorf("email: %s does not offer STARTTLS (set security: tls for port 465, or none for a local relay)", addr))
+			return engine.Refused(fmt.Errorf("email: %s does not offer STARTTLS (set security: tls for port 465, or none for a local relay)", addr))
 		}
 		if err := c.StartTLS(e.tls); err != nil {
 			return fmt.Errorf("STARTTLS with %s: %w", addr, err)
@@ -218,11 +218,11 @@ func (e *email) deliver(ctx context.Context, m message) error {
 	}
 	if e.cfg.Username != "" && e.cfg.Auth != "none" {
 		if !secure && !isLoopback(e.cfg.Host) {
-			return errRefused(fmt.Errorf("email: refusing to send the password without TLS to %s", addr))
+			return engine.Refused(fmt.Errorf("email: refusing to send the password without TLS to %s", addr))
 		}
 		ok, mechs := c.Extension("AUTH")
 		if !ok {
-			return errRefused(fmt.Errorf("email: %s does not offer AUTH", addr))
+			return engine.Refused(fmt.Errorf("email: %s does not offer AUTH", addr))
 		}
 		var a smtp.Auth = plainAuth{e.cfg.Username, e.cfg.Password.Reveal()}
 		if e.cfg.Auth == "login" || (e.cfg.Auth == "auto" && !strings.Contains(" "+strings.ToUpper(mechs)+" ", " PLAIN ") && strings.Contains(strings.ToUpper(mechs), "LOGIN")) {
@@ -255,7 +255,7 @@ func (e *email) deliver(ctx context.Context, m message) error {
 	return c.Quit()
 }
 
-func (e *email) compose(m message, from *mail.Address) []byte {
+func (e *email) compose(m engine.Message, from *mail.Address) []byte {
 	var b bytes.Buffer
 	hdr := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
 	hdr("From", from.String())

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // smtpServer is a minimal SMTP server for tests: EHLO, STARTTLS, AUTH
@@ -171,7 +173,7 @@ func TestEmail(t *testing.T) {
 			s := build(t, c)
 			msg := testMsg
 			msg.Title = "[警告] ups1: 市电中断"
-			if err := s.attempt(context.Background(), msg); err != nil {
+			if err := s.Attempt(context.Background(), msg); err != nil {
 				t.Fatal(err)
 			}
 			srv.mu.Lock()
@@ -198,8 +200,8 @@ func TestEmail(t *testing.T) {
 		srv.authFail = true
 		c := &EmailConfig{Common: common("email"), Host: "127.0.0.1", Port: srv.ln.Addr().(*net.TCPAddr).Port, Security: "starttls",
 			Username: "u", Password: "pw-secret", Auth: "plain", From: "ups@example.com", To: []string{"ops@example.com"}, CAFile: ca}
-		err := build(t, c).attempt(context.Background(), testMsg)
-		if k, _ := classify(err); err == nil || k != refused || strings.Contains(err.Error(), "pw-secret") {
+		err := build(t, c).Attempt(context.Background(), testMsg)
+		if k, _ := engine.Classify(err); err == nil || k != engine.KindRefused || strings.Contains(err.Error(), "pw-secret") {
 			t.Fatalf("err %v kind %v", err, k)
 		}
 	})
@@ -207,7 +209,7 @@ func TestEmail(t *testing.T) {
 		srv := startSMTP(t, tc, true)
 		c := &EmailConfig{Common: common("email"), Host: "127.0.0.1", Port: srv.ln.Addr().(*net.TCPAddr).Port, Security: "tls",
 			Auth: "none", From: "ups@example.com", To: []string{"ops@example.com"}}
-		if err := build(t, c).attempt(context.Background(), testMsg); err == nil {
+		if err := build(t, c).Attempt(context.Background(), testMsg); err == nil {
 			t.Fatal("a self-signed certificate was accepted without ca_file")
 		}
 	})
@@ -224,7 +226,7 @@ func TestExecLikeNotifyCmd(t *testing.T) {
 	}
 	c := &ExecConfig{Common: common("exec"), Command: []string{script, "--flag"}}
 	s := build(t, c)
-	if err := s.attempt(context.Background(), testMsg); err != nil {
+	if err := s.Attempt(context.Background(), testMsg); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(out)
@@ -235,8 +237,8 @@ func TestExecLikeNotifyCmd(t *testing.T) {
 
 	fail := filepath.Join(dir, "fail.sh")
 	_ = os.WriteFile(fail, []byte("#!/bin/sh\necho boom >&2\nexit 3\n"), 0o755)
-	err := build(t, &ExecConfig{Common: common("exec"), Command: []string{fail}}).attempt(context.Background(), testMsg)
-	if k, _ := classify(err); err == nil || k != transient || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "boom") {
+	err := build(t, &ExecConfig{Common: common("exec"), Command: []string{fail}}).Attempt(context.Background(), testMsg)
+	if k, _ := engine.Classify(err); err == nil || k != engine.KindTransient || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("err %v", err)
 	}
 	if errs := (&ExecConfig{Common: common("exec"), Command: []string{filepath.Join(dir, "missing")}}).Validate(); len(errs) != 1 || errs[0].Key != "command[0]" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // hostileTexts are device, UPS-name or MQTT texts an attacker controls.
@@ -28,13 +29,13 @@ var hostileTexts = []string{
 
 // livePatterns are markup that must never come from external text, per
 // markup: a link, a mention or formatting.
-var livePatterns = map[markup][]string{
-	markupPlain:        {"://", "@all", "<@", "\n# ", "\n> "},
-	markupChatMarkdown: {"://", "@all", "<@", "](", "<a", "<font", "*bold*", "`", "\n# ", "\n> ", "<at"},
-	markupFeishuText:   {"://", "@all", "<@", "<at", "<a", "\n# "},
-	markupSlack:        {"://", "@all", "<@", "<!", "<http", "<a", "*bold*", "~strike~", "`", "\n# "},
-	markupDiscord:      {"://", "@all", "<@", "](", "*bold*", "~strike~", "||spoiler", "\n# ", "\n> "},
-	markupHTML:         {"://", "@all", "<a", "<@", "<at", "\n# "},
+var livePatterns = map[engine.Markup][]string{
+	engine.MarkupPlain:        {"://", "@all", "<@", "\n# ", "\n> "},
+	engine.MarkupChatMarkdown: {"://", "@all", "<@", "](", "<a", "<font", "*bold*", "`", "\n# ", "\n> ", "<at"},
+	engine.MarkupFeishuText:   {"://", "@all", "<@", "<at", "<a", "\n# "},
+	engine.MarkupSlack:        {"://", "@all", "<@", "<!", "<http", "<a", "*bold*", "~strike~", "`", "\n# "},
+	engine.MarkupDiscord:      {"://", "@all", "<@", "](", "*bold*", "~strike~", "||spoiler", "\n# ", "\n> "},
+	engine.MarkupHTML:         {"://", "@all", "<a", "<@", "<at", "\n# "},
 }
 
 // strs collects every string in a decoded JSON value.
@@ -61,13 +62,13 @@ func TestNoInjection(t *testing.T) {
 	tpl := `{{.UPS}} {{.Message}} {{.Status}} {{index .Vars "ups.model"}}`
 	tests := []struct {
 		name   string
-		markup markup
-		spec   func(base string, c Common) bridge.SinkSpec
+		markup engine.Markup
+		spec   func(base string, c engine.Common) bridge.SinkSpec
 		// texts returns the human-visible texts of a request body, with
 		// the configuration's own mentions removed after checking them.
 		texts func(t *testing.T, body []byte) []string
 	}{
-		{"wecom markdown", markupChatMarkdown, func(base string, c Common) bridge.SinkSpec {
+		{"wecom markdown", engine.MarkupChatMarkdown, func(base string, c engine.Common) bridge.SinkSpec {
 			return &WeComConfig{Common: c, URL: config.Secret(base + "/cgi-bin/webhook/send?key=K"), MsgType: "markdown", MentionedList: []string{"alice"}}
 		}, func(t *testing.T, body []byte) []string {
 			md := jsonBody(t, body)["markdown"].(map[string]any)["content"].(string)
@@ -80,7 +81,7 @@ func TestNoInjection(t *testing.T) {
 			md = strings.Replace(md, `</font>**`, "", 1)
 			return []string{strings.ReplaceAll(md, "\n> ", " ")}
 		}},
-		{"wecom text", markupPlain, func(base string, c Common) bridge.SinkSpec {
+		{"wecom text", engine.MarkupPlain, func(base string, c engine.Common) bridge.SinkSpec {
 			return &WeComConfig{Common: c, URL: config.Secret(base + "/cgi-bin/webhook/send?key=K"), MsgType: "text", MentionedList: []string{"@all"}}
 		}, func(t *testing.T, body []byte) []string {
 			tx := jsonBody(t, body)["text"].(map[string]any)
@@ -89,7 +90,7 @@ func TestNoInjection(t *testing.T) {
 			}
 			return []string{strings.ReplaceAll(tx["content"].(string), "\n", " ")}
 		}},
-		{"dingtalk markdown", markupChatMarkdown, func(base string, c Common) bridge.SinkSpec {
+		{"dingtalk markdown", engine.MarkupChatMarkdown, func(base string, c engine.Common) bridge.SinkSpec {
 			return &DingTalkConfig{Common: c, AccessToken: "T", URL: base + "/robot/send", MsgType: "markdown", AtMobiles: []string{"13800000000"}}
 		}, func(t *testing.T, body []byte) []string {
 			b := jsonBody(t, body)
@@ -101,12 +102,12 @@ func TestNoInjection(t *testing.T) {
 			text = strings.TrimPrefix(strings.TrimSuffix(text, " @13800000000"), "#### ")
 			return []string{strings.ReplaceAll(text, "\n\n", " "), md["title"].(string)}
 		}},
-		{"feishu", markupFeishuText, func(base string, c Common) bridge.SinkSpec {
+		{"feishu", engine.MarkupFeishuText, func(base string, c engine.Common) bridge.SinkSpec {
 			return &FeishuConfig{Common: c, URL: config.Secret(base + "/open-apis/bot/v2/hook/T")}
 		}, func(t *testing.T, body []byte) []string {
 			return []string{strings.ReplaceAll(jsonBody(t, body)["content"].(map[string]any)["text"].(string), "\n", " ")}
 		}},
-		{"telegram", markupPlain, func(base string, c Common) bridge.SinkSpec {
+		{"telegram", engine.MarkupPlain, func(base string, c engine.Common) bridge.SinkSpec {
 			return &TelegramConfig{Common: c, BotToken: "1:A", ChatID: "-1", APIURL: base}
 		}, func(t *testing.T, body []byte) []string {
 			b := jsonBody(t, body)
@@ -115,21 +116,21 @@ func TestNoInjection(t *testing.T) {
 			}
 			return []string{strings.ReplaceAll(b["text"].(string), "\n", " ")}
 		}},
-		{"slack", markupSlack, func(base string, c Common) bridge.SinkSpec {
+		{"slack", engine.MarkupSlack, func(base string, c engine.Common) bridge.SinkSpec {
 			return &SlackConfig{Common: c, URL: config.Secret(base + "/services/T/B/X")}
 		}, func(t *testing.T, body []byte) []string {
 			text := jsonBody(t, body)["text"].(string)
 			title, rest, _ := strings.Cut(text, "\n")
 			return []string{strings.Trim(title, "*"), strings.ReplaceAll(rest, "\n", " ")}
 		}},
-		{"discord", markupDiscord, func(base string, c Common) bridge.SinkSpec {
+		{"discord", engine.MarkupDiscord, func(base string, c engine.Common) bridge.SinkSpec {
 			return &DiscordConfig{Common: c, URL: config.Secret(base + "/api/webhooks/1/T")}
 		}, func(t *testing.T, body []byte) []string {
 			text := jsonBody(t, body)["content"].(string)
 			title, rest, _ := strings.Cut(text, "\n")
 			return []string{strings.TrimSuffix(strings.TrimPrefix(title, "**"), "**"), strings.ReplaceAll(rest, "\n", " ")}
 		}},
-		{"ntfy", markupPlain, func(base string, c Common) bridge.SinkSpec {
+		{"ntfy", engine.MarkupPlain, func(base string, c engine.Common) bridge.SinkSpec {
 			return &NtfyConfig{Common: c, Server: base, Topic: "ups"}
 		}, func(t *testing.T, body []byte) []string {
 			var out []string
@@ -141,7 +142,7 @@ func TestNoInjection(t *testing.T) {
 			}
 			return out
 		}},
-		{"pushover", markupPlain, func(base string, c Common) bridge.SinkSpec {
+		{"pushover", engine.MarkupPlain, func(base string, c engine.Common) bridge.SinkSpec {
 			return &PushoverConfig{Common: c, Token: "a", User: "u", APIURL: base + "/1/messages.json"}
 		}, func(t *testing.T, body []byte) []string {
 			f, _ := url.ParseQuery(string(body))
@@ -162,10 +163,10 @@ func TestNoInjection(t *testing.T) {
 						c.Template = tpl
 					}
 					s := build(t, tt.spec(f.srv.URL, c))
-					r := record{Seq: 1, Type: "ONBATT", Severity: int(bridge.SeverityWarning), UPS: "nas_" + h, Time: time.Unix(1700000000, 0),
+					r := engine.Record{Seq: 1, Type: "ONBATT", Severity: int(bridge.SeverityWarning), UPS: "nas_" + h, Time: time.Unix(1700000000, 0),
 						Message: "UPS " + h + " is on battery", Status: "OB " + h,
 						Vars: map[string]string{"ups.model": h, bridge.VarBatteryCharge: "90"}}
-					if err := s.attempt(context.Background(), s.render.render([]record{r})); err != nil {
+					if err := s.Attempt(context.Background(), s.Render([]engine.Record{r})); err != nil {
 						t.Fatalf("send: %v", err)
 					}
 					for _, text := range tt.texts(t, f.last(t).body) {
@@ -178,24 +179,5 @@ func TestNoInjection(t *testing.T) {
 				}
 			})
 		}
-	}
-}
-
-// TestEscapeKeepsText: escaping keeps ordinary device text readable and
-// leaves the bridge's numbers alone.
-func TestEscapeKeepsText(t *testing.T) {
-	for _, m := range []markup{markupPlain, markupChatMarkdown, markupSlack, markupDiscord, markupHTML, markupFeishuText} {
-		for _, s := range []string{"OB DISCHRG", "90%", "20 min", "2026-01-02 15:04:05", "Back-UPS 650", "1m30s"} {
-			got := m.escape(s)
-			if m == markupDiscord {
-				got = strings.ReplaceAll(got, `\`, "")
-			}
-			if got != s {
-				t.Errorf("markup %d: escape(%q) = %q", m, s, got)
-			}
-		}
-	}
-	if got := markupHTML.escape(`<a href="x">`); got != "&lt;a href=&#34;x&#34;&gt;" {
-		t.Errorf("html: %q", got)
 	}
 }

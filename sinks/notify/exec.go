@@ -12,13 +12,14 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // ExecConfig is the `type: exec` notifier: it runs a command the way
 // upsmon's NOTIFYCMD does (the message as the last argument, UPSNAME and
 // NOTIFYTYPE in the environment), so an existing script keeps working.
 type ExecConfig struct {
-	Common `koanf:",squash"`
+	engine.Common `koanf:",squash"`
 	// Command is the program and its leading arguments.
 	Command []string `koanf:"command"`
 	// Env adds NAME=value pairs to the command's environment.
@@ -26,9 +27,9 @@ type ExecConfig struct {
 }
 
 func init() {
-	config.Register("notify", "exec", func() any {
+	engine.Register("exec", func() *ExecConfig {
 		// upsmon runs NOTIFYCMD for every event, without holding any back.
-		return &ExecConfig{Common: defaultCommon("exec", serviceDefaults{attempts: 3})}
+		return &ExecConfig{Common: engine.Defaults("exec", engine.ServiceDefaults{Attempts: 3})}
 	})
 }
 
@@ -48,7 +49,7 @@ func (c *ExecConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("exec notifier %q: %w", c.Name, config.Errors(errs))
 	}
-	return newSink(env, &c.Common, &execSvc{cfg: c, fullBody: c.Template != ""})
+	return engine.New(env, &c.Common, &execSvc{cfg: c, fullBody: c.Template != ""})
 }
 
 type execSvc struct {
@@ -56,9 +57,9 @@ type execSvc struct {
 	fullBody bool
 }
 
-func (e *execSvc) maxBytes() int { return 0 }
+func (e *execSvc) MaxBytes() int { return 0 }
 
-func (e *execSvc) send(ctx context.Context, m message) error {
+func (e *execSvc) Send(ctx context.Context, m engine.Message) error {
 	// Like upsmon's NOTIFYMSG, the built-in message is one line; a custom
 	// template is passed whole.
 	msg := m.Body
@@ -80,7 +81,7 @@ func (e *execSvc) send(ctx context.Context, m message) error {
 		return nil
 	}
 	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
-		return errRefused(fmt.Errorf("exec %s: %w", e.cfg.Command[0], err))
+		return engine.Refused(fmt.Errorf("exec %s: %w", e.cfg.Command[0], err))
 	}
-	return errTransient(fmt.Errorf("exec %s: %w: %s", e.cfg.Command[0], err, shorten(out.String(), 300)), 0)
+	return engine.Transient(fmt.Errorf("exec %s: %w: %s", e.cfg.Command[0], err, engine.Shorten(out.String(), 300)), 0)
 }

@@ -13,11 +13,12 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // FeishuConfig is the `type: feishu` notifier: a Feishu or Lark custom bot.
 type FeishuConfig struct {
-	Common `koanf:",squash"`
+	engine.Common `koanf:",squash"`
 	// URL is the bot's webhook URL (…/open-apis/bot/v2/hook/<token>); it
 	// holds the token, so it is a secret. Or Token with Host.
 	URL     config.Secret `koanf:"url"`
@@ -31,21 +32,21 @@ type FeishuConfig struct {
 	SecretFile string        `koanf:"secret_file"`
 	SecretEnv  string        `koanf:"secret_env"`
 
-	u, sec secretRef
+	u, sec engine.SecretRef
 	now    func() time.Time
 }
 
 func init() {
-	config.Register("notify", "feishu", func() any {
-		return &FeishuConfig{Common: defaultCommon("feishu", serviceDefaults{rateLimit: 100, flapWindow: 10 * time.Second}), Host: "open.feishu.cn"}
+	engine.Register("feishu", func() *FeishuConfig {
+		return &FeishuConfig{Common: engine.Defaults("feishu", engine.ServiceDefaults{RateLimit: 100, FlapWindow: 10 * time.Second}), Host: "open.feishu.cn"}
 	})
 }
 
 // Validate implements config.Validator.
 func (c *FeishuConfig) Validate() []config.FieldError {
 	errs := c.Common.Validate()
-	errs = append(errs, c.u.resolve(&c.URL, c.URLFile, c.URLEnv, "url", false)...)
-	errs = append(errs, c.sec.resolve(&c.Secret, c.SecretFile, c.SecretEnv, "secret", false)...)
+	errs = append(errs, c.u.Resolve(&c.URL, c.URLFile, c.URLEnv, "url", false)...)
+	errs = append(errs, c.sec.Resolve(&c.Secret, c.SecretFile, c.SecretEnv, "secret", false)...)
 	if (c.URL == "") == (c.Token == "") {
 		errs = append(errs, config.Errorf("url", "set either url (or url_file, url_env) or token"))
 	}
@@ -73,7 +74,7 @@ func (c *FeishuConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return newSink(env, &c.Common, &feishu{cfg: c, now: now, endpoint: c.endpoint()}, c.URL.Reveal(), c.Token.Reveal(), c.Secret.Reveal())
+	return engine.New(env, &c.Common, &feishu{cfg: c, now: now, endpoint: c.endpoint()}, c.URL.Reveal(), c.Token.Reveal(), c.Secret.Reveal())
 }
 
 // FeishuSign returns Feishu's signature: Base64(HMAC-SHA256(key =
@@ -89,23 +90,23 @@ type feishu struct {
 	now      func() time.Time
 }
 
-func (f *feishu) escape(s string) string { return markupFeishuText.escape(s) }
+func (f *feishu) Escape(s string) string { return engine.MarkupFeishuText.Escape(s) }
 
-func (f *feishu) maxBytes() int { return 18000 }
+func (f *feishu) MaxBytes() int { return 18000 }
 
-func (f *feishu) send(ctx context.Context, m message) error {
-	body := map[string]any{"msg_type": "text", "content": map[string]any{"text": truncate(m.Title+"\n"+m.Body, 18000)}}
+func (f *feishu) Send(ctx context.Context, m engine.Message) error {
+	body := map[string]any{"msg_type": "text", "content": map[string]any{"text": engine.Truncate(m.Title+"\n"+m.Body, 18000)}}
 	if f.cfg.Secret != "" {
 		ts := f.now().Unix()
 		body["timestamp"] = strconv.FormatInt(ts, 10)
 		body["sign"] = FeishuSign(f.cfg.Secret.Reveal(), ts)
 	}
-	resp, err := postJSON(ctx, "feishu", f.endpoint, nil, body)
+	resp, err := engine.PostJSON(ctx, "feishu", f.endpoint, nil, body)
 	if err != nil {
 		return err
 	}
-	if resp.status != 200 && len(resp.body) == 0 {
-		return resp.ok2xx("feishu")
+	if resp.Status != 200 && len(resp.Body) == 0 {
+		return resp.OK2xx("feishu")
 	}
 	var r struct {
 		Code          *int   `json:"code"`
@@ -113,11 +114,11 @@ func (f *feishu) send(ctx context.Context, m message) error {
 		StatusCode    *int   `json:"StatusCode"`
 		StatusMessage string `json:"StatusMessage"`
 	}
-	if err := json.Unmarshal(resp.body, &r); err != nil {
-		if err := resp.ok2xx("feishu"); err != nil {
+	if err := json.Unmarshal(resp.Body, &r); err != nil {
+		if err := resp.OK2xx("feishu"); err != nil {
 			return err
 		}
-		return errTransient(fmt.Errorf("feishu: unexpected answer: %s", shorten(string(resp.body), 200)), 0)
+		return engine.Transient(fmt.Errorf("feishu: unexpected answer: %s", engine.Shorten(string(resp.Body), 200)), 0)
 	}
 	code, msg := -999, ""
 	switch {
@@ -127,27 +128,27 @@ func (f *feishu) send(ctx context.Context, m message) error {
 		code, msg = *r.StatusCode, r.StatusMessage
 	}
 	if code == -999 {
-		if err := resp.ok2xx("feishu"); err != nil {
+		if err := resp.OK2xx("feishu"); err != nil {
 			return err
 		}
-		return errTransient(fmt.Errorf("feishu: unexpected answer: %s", shorten(string(resp.body), 200)), 0)
+		return engine.Transient(fmt.Errorf("feishu: unexpected answer: %s", engine.Shorten(string(resp.Body), 200)), 0)
 	}
 	return feishuError(code, msg, resp)
 }
 
-func feishuError(code int, msg string, resp *response) error {
+func feishuError(code int, msg string, resp *engine.Response) error {
 	if code == 0 {
 		return nil
 	}
-	err := fmt.Errorf("feishu: code %d: %s", code, shorten(msg, 200))
+	err := fmt.Errorf("feishu: code %d: %s", code, engine.Shorten(msg, 200))
 	switch code {
 	case 11232: // frequency limited
-		return errTransient(err, 10*time.Second)
+		return engine.Transient(err, 10*time.Second)
 	case 19001, 19021, 19022, 19024: // token, signature, IP, keywords
-		return errRefused(err)
+		return engine.Refused(err)
 	}
-	if resp.status == 429 || resp.status >= 500 {
-		return errTransient(err, resp.retryAfter)
+	if resp.Status == 429 || resp.Status >= 500 {
+		return engine.Transient(err, resp.RetryAfter)
 	}
-	return errRejected(err)
+	return engine.Rejected(err)
 }

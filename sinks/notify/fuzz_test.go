@@ -9,6 +9,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // cannedTransport answers every request with one status and body, without
@@ -63,29 +64,29 @@ func FuzzServiceResponse(f *testing.F) {
 		&DiscordConfig{Common: common("discord"), URL: config.Secret("http://svc.invalid/api/webhooks/1/" + key)},
 		&WebhookConfig{Common: common("webhook"), URL: config.Secret("http://svc.invalid/hook?token=" + key)},
 	}
-	var sinks []*Sink
+	var sinks []*engine.Sink
 	for _, sp := range specs {
 		sinks = append(sinks, build(f, sp))
 	}
-	saved := httpClient.Transport
-	f.Cleanup(func() { httpClient.Transport = saved })
+	saved := engine.HTTPClient.Transport
+	f.Cleanup(func() { engine.HTTPClient.Transport = saved })
 	f.Fuzz(func(t *testing.T, status uint16, body []byte) {
 		if status < 100 || status > 999 {
 			status = 200
 		}
-		httpClient.Transport = cannedTransport{int(status), body}
+		engine.HTTPClient.Transport = cannedTransport{int(status), body}
 		for _, s := range sinks {
-			err := s.attempt(context.Background(), testMsg)
+			err := s.Attempt(context.Background(), testMsg)
 			if err == nil {
 				continue
 			}
-			if _, ok := err.(*sendError); !ok {
-				if kind, _ := classify(err); kind != transient {
-					t.Fatalf("%s: unclassified error %v", s.c.Type, err)
+			if !engine.Classified(err) {
+				if kind, _ := engine.Classify(err); kind != engine.KindTransient {
+					t.Fatalf("%s: unclassified error %v", s.Name(), err)
 				}
 			}
 			if bytes.Contains([]byte(err.Error()), []byte(key)) {
-				t.Fatalf("%s: the key leaks into %v", s.c.Type, err)
+				t.Fatalf("%s: the key leaks into %v", s.Name(), err)
 			}
 		}
 	})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // TestHostileEndpoint: a notifier endpoint that hangs, answers 1 GB or
@@ -31,7 +32,7 @@ func TestHostileEndpoint(t *testing.T) {
 		name    string
 		handler http.HandlerFunc
 		want    string // in the error
-		kind    errKind
+		kind    engine.Kind
 	}{
 		{"hangs", func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -39,7 +40,7 @@ func TestHostileEndpoint(t *testing.T) {
 			case <-r.Context().Done():
 			case <-stop:
 			}
-		}, "context deadline exceeded", transient},
+		}, "context deadline exceeded", engine.KindTransient},
 		{"answers 1 GB", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(200)
 			for sent := 0; sent < 1<<30; sent += len(chunk) {
@@ -47,13 +48,13 @@ func TestHostileEndpoint(t *testing.T) {
 					return
 				}
 			}
-		}, "unexpected answer", transient},
+		}, "unexpected answer", engine.KindTransient},
 		{"redirects to another host", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, other.URL+"/cgi-bin/webhook/send?key=K", http.StatusTemporaryRedirect)
-		}, "redirects are not followed", refused},
+		}, "redirects are not followed", engine.KindRefused},
 		{"redirects to itself", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/elsewhere", http.StatusFound)
-		}, "HTTP 302, a redirect to http://127.0.0.1", refused},
+		}, "HTTP 302, a redirect to http://127.0.0.1", engine.KindRefused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,13 +68,13 @@ func TestHostileEndpoint(t *testing.T) {
 			runtime.GC()
 			runtime.ReadMemStats(&before)
 			start := time.Now()
-			err := s.attempt(context.Background(), testMsg)
+			err := s.Attempt(context.Background(), testMsg)
 			took := time.Since(start)
 			runtime.ReadMemStats(&after)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
-			if kind, _ := classify(err); kind != tt.kind {
+			if kind, _ := engine.Classify(err); kind != tt.kind {
 				t.Errorf("error kind of %v is not %v", err, tt.kind)
 			}
 			if strings.Contains(err.Error(), "SECRETKEY") {

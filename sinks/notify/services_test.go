@@ -19,6 +19,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // captured is one request the fake service saw.
@@ -74,12 +75,12 @@ func (f *fakeService) last(t *testing.T) captured {
 	return f.reqs[len(f.reqs)-1]
 }
 
-var testMsg = message{Title: "[WARNING] ups1: on battery", Body: "UPS ups1 is on battery\nCharge: 90%", Event: "ONBATT",
+var testMsg = engine.Message{Title: "[WARNING] ups1: on battery", Body: "UPS ups1 is on battery\nCharge: 90%", Event: "ONBATT",
 	Severity: bridge.SeverityWarning, UPS: "ups1", Time: time.Unix(1700000000, 0),
-	Records: []record{{Seq: 1, Type: "ONBATT", Severity: 1, UPS: "ups1", Time: time.Unix(1700000000, 0).UTC(), Status: "OB DISCHRG",
+	Records: []engine.Record{{Seq: 1, Type: "ONBATT", Severity: 1, UPS: "ups1", Time: time.Unix(1700000000, 0).UTC(), Status: "OB DISCHRG",
 		Vars: map[string]string{"battery.charge": "90"}}}}
 
-func build(t testing.TB, spec bridge.SinkSpec) *Sink {
+func build(t testing.TB, spec bridge.SinkSpec) *engine.Sink {
 	t.Helper()
 	if v, ok := spec.(config.Validator); ok {
 		if errs := v.Validate(); len(errs) > 0 {
@@ -90,7 +91,7 @@ func build(t testing.TB, spec bridge.SinkSpec) *Sink {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.(*Sink)
+	return s.(*engine.Sink)
 }
 
 func jsonBody(t *testing.T, b []byte) map[string]any {
@@ -102,8 +103,8 @@ func jsonBody(t *testing.T, b []byte) map[string]any {
 	return m
 }
 
-func common(typ string) Common {
-	c := defaultCommon(typ, serviceDefaults{})
+func common(typ string) engine.Common {
+	c := engine.Defaults(typ, engine.ServiceDefaults{})
 	c.Name = "n1"
 	return c
 }
@@ -112,7 +113,7 @@ func TestServices(t *testing.T) {
 	fixed := func() time.Time { return time.UnixMilli(1700000000000) }
 	type errCase struct {
 		ans  answer
-		kind errKind
+		kind engine.Kind
 	}
 	tests := []struct {
 		name  string
@@ -142,11 +143,11 @@ func TestServices(t *testing.T) {
 				}
 			},
 			errs: []errCase{
-				{answer{200, `{"errcode":45009,"errmsg":"api freq out of limit, hint: [1700000000_1_abc], from ip: 1.2.3.4, more info at https://open.work.weixin.qq.com/devtool/query?e=45009"}`, nil}, transient},
-				{answer{200, `{"errcode":93000,"errmsg":"invalid webhook url, hint: [x], from ip: 1.2.3.4, more info at https://open.work.weixin.qq.com/devtool/query?e=93000"}`, nil}, refused},
-				{answer{200, `{"errcode":45002,"errmsg":"content exceed max length"}`, nil}, rejected},
-				{answer{200, `{"errcode":-1,"errmsg":"system busy"}`, nil}, transient},
-				{answer{502, `bad gateway`, nil}, transient},
+				{answer{200, `{"errcode":45009,"errmsg":"api freq out of limit, hint: [1700000000_1_abc], from ip: 1.2.3.4, more info at https://open.work.weixin.qq.com/devtool/query?e=45009"}`, nil}, engine.KindTransient},
+				{answer{200, `{"errcode":93000,"errmsg":"invalid webhook url, hint: [x], from ip: 1.2.3.4, more info at https://open.work.weixin.qq.com/devtool/query?e=93000"}`, nil}, engine.KindRefused},
+				{answer{200, `{"errcode":45002,"errmsg":"content exceed max length"}`, nil}, engine.KindRejected},
+				{answer{200, `{"errcode":-1,"errmsg":"system busy"}`, nil}, engine.KindTransient},
+				{answer{502, `bad gateway`, nil}, engine.KindTransient},
 			},
 		},
 		{
@@ -188,10 +189,10 @@ func TestServices(t *testing.T) {
 				}
 			},
 			errs: []errCase{
-				{answer{200, `{"errcode":130101,"errmsg":"send too fast, exceed 20 times per minute"}`, nil}, transient},
-				{answer{200, `{"errcode":310000,"errmsg":"sign not match, more: [https://ding-doc.dingtalk.com/doc#/serverapi2/qf2nxq]"}`, nil}, refused},
-				{answer{200, `{"errcode":300001,"errmsg":"token is not exist"}`, nil}, refused},
-				{answer{200, `{"status":1111,"wait":5,"punish":"deny"}`, nil}, transient},
+				{answer{200, `{"errcode":130101,"errmsg":"send too fast, exceed 20 times per minute"}`, nil}, engine.KindTransient},
+				{answer{200, `{"errcode":310000,"errmsg":"sign not match, more: [https://ding-doc.dingtalk.com/doc#/serverapi2/qf2nxq]"}`, nil}, engine.KindRefused},
+				{answer{200, `{"errcode":300001,"errmsg":"token is not exist"}`, nil}, engine.KindRefused},
+				{answer{200, `{"status":1111,"wait":5,"punish":"deny"}`, nil}, engine.KindTransient},
 			},
 		},
 		{
@@ -213,10 +214,10 @@ func TestServices(t *testing.T) {
 				}
 			},
 			errs: []errCase{
-				{answer{200, `{"code":19021,"msg":"sign match fail or timestamp is not within one hour from current time"}`, nil}, refused},
-				{answer{200, `{"StatusCode":19001,"StatusMessage":"param invalid: incoming webhook access token invalid"}`, nil}, refused},
-				{answer{200, `{"code":9499,"msg":"Bad Request"}`, nil}, rejected},
-				{answer{200, `{"code":11232,"msg":"frequency limited"}`, nil}, transient},
+				{answer{200, `{"code":19021,"msg":"sign match fail or timestamp is not within one hour from current time"}`, nil}, engine.KindRefused},
+				{answer{200, `{"StatusCode":19001,"StatusMessage":"param invalid: incoming webhook access token invalid"}`, nil}, engine.KindRefused},
+				{answer{200, `{"code":9499,"msg":"Bad Request"}`, nil}, engine.KindRejected},
+				{answer{200, `{"code":11232,"msg":"frequency limited"}`, nil}, engine.KindTransient},
 			},
 		},
 		{
@@ -231,10 +232,10 @@ func TestServices(t *testing.T) {
 				}
 			},
 			errs: []errCase{
-				{answer{429, `{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 3","parameters":{"retry_after":3}}`, nil}, transient},
-				{answer{401, `{"ok":false,"error_code":401,"description":"Unauthorized"}`, nil}, refused},
-				{answer{400, `{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}`, nil}, refused},
-				{answer{400, `{"ok":false,"error_code":400,"description":"Bad Request: message text is empty"}`, nil}, rejected},
+				{answer{429, `{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 3","parameters":{"retry_after":3}}`, nil}, engine.KindTransient},
+				{answer{401, `{"ok":false,"error_code":401,"description":"Unauthorized"}`, nil}, engine.KindRefused},
+				{answer{400, `{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}`, nil}, engine.KindRefused},
+				{answer{400, `{"ok":false,"error_code":400,"description":"Bad Request: message text is empty"}`, nil}, engine.KindRejected},
 			},
 		},
 		{
@@ -250,9 +251,9 @@ func TestServices(t *testing.T) {
 				}
 			},
 			errs: []errCase{
-				{answer{403, `{"code":40301,"http":403,"error":"forbidden","link":"https://ntfy.sh/docs/publish/#authentication"}`, nil}, refused},
-				{answer{429, `{"code":42901,"http":429,"error":"limit reached: too many requests"}`, nil}, transient},
-				{answer{400, `{"code":40057,"http":400,"error":"invalid request: title too long"}`, nil}, rejected},
+				{answer{403, `{"code":40301,"http":403,"error":"forbidden","link":"https://ntfy.sh/docs/publish/#authentication"}`, nil}, engine.KindRefused},
+				{answer{429, `{"code":42901,"http":429,"error":"limit reached: too many requests"}`, nil}, engine.KindTransient},
+				{answer{400, `{"code":40057,"http":400,"error":"invalid request: title too long"}`, nil}, engine.KindRejected},
 			},
 		},
 		{
@@ -266,7 +267,7 @@ func TestServices(t *testing.T) {
 					t.Errorf("request %s %v %s", r.path, r.header, r.body)
 				}
 			},
-			errs: []errCase{{answer{401, `{"error":"Unauthorized","errorCode":401,"errorDescription":"you need to provide a valid access token"}`, nil}, refused}},
+			errs: []errCase{{answer{401, `{"error":"Unauthorized","errorCode":401,"errorDescription":"you need to provide a valid access token"}`, nil}, engine.KindRefused}},
 		},
 		{
 			name: "bark", ok: answer{200, `{"code":200,"message":"success","timestamp":1}`, nil}, secret: "DEVKEY",
@@ -280,8 +281,8 @@ func TestServices(t *testing.T) {
 				}
 			},
 			errs: []errCase{
-				{answer{400, `{"code":400,"message":"failed to get device token: failed to get [DEVKEY] device token from database","timestamp":1}`, nil}, refused},
-				{answer{500, `{"code":500,"message":"push failed","timestamp":1}`, nil}, transient},
+				{answer{400, `{"code":400,"message":"failed to get device token: failed to get [DEVKEY] device token from database","timestamp":1}`, nil}, engine.KindRefused},
+				{answer{500, `{"code":500,"message":"push failed","timestamp":1}`, nil}, engine.KindTransient},
 			},
 		},
 		{
@@ -297,9 +298,9 @@ func TestServices(t *testing.T) {
 				}
 			},
 			errs: []errCase{
-				{answer{400, `{"token":"invalid","errors":["application token is invalid"],"status":0,"request":"x"}`, nil}, refused},
-				{answer{400, `{"message":"cannot be blank","errors":["message cannot be blank"],"status":0,"request":"x"}`, nil}, rejected},
-				{answer{500, `oops`, nil}, transient},
+				{answer{400, `{"token":"invalid","errors":["application token is invalid"],"status":0,"request":"x"}`, nil}, engine.KindRefused},
+				{answer{400, `{"message":"cannot be blank","errors":["message cannot be blank"],"status":0,"request":"x"}`, nil}, engine.KindRejected},
+				{answer{500, `oops`, nil}, engine.KindTransient},
 			},
 		},
 		{
@@ -314,9 +315,9 @@ func TestServices(t *testing.T) {
 				}
 			},
 			errs: []errCase{
-				{answer{404, `no_service`, nil}, refused},
-				{answer{400, `invalid_payload`, nil}, rejected},
-				{answer{429, `rate_limited`, map[string]string{"Retry-After": "7"}}, transient},
+				{answer{404, `no_service`, nil}, engine.KindRefused},
+				{answer{400, `invalid_payload`, nil}, engine.KindRejected},
+				{answer{429, `rate_limited`, map[string]string{"Retry-After": "7"}}, engine.KindTransient},
 			},
 		},
 		{
@@ -332,9 +333,9 @@ func TestServices(t *testing.T) {
 				}
 			},
 			errs: []errCase{
-				{answer{429, `{"message":"You are being rate limited.","retry_after":1.5,"global":false}`, nil}, transient},
-				{answer{401, `{"message":"Invalid Webhook Token","code":50027}`, nil}, refused},
-				{answer{400, `{"code":50006,"message":"Cannot send an empty message"}`, nil}, rejected},
+				{answer{429, `{"message":"You are being rate limited.","retry_after":1.5,"global":false}`, nil}, engine.KindTransient},
+				{answer{401, `{"message":"Invalid Webhook Token","code":50027}`, nil}, engine.KindRefused},
+				{answer{400, `{"code":50006,"message":"Cannot send an empty message"}`, nil}, engine.KindRejected},
 			},
 		},
 		{
@@ -357,10 +358,10 @@ func TestServices(t *testing.T) {
 				}
 			},
 			errs: []errCase{
-				{answer{500, `x`, nil}, transient},
-				{answer{408, `x`, nil}, transient},
-				{answer{422, `x`, nil}, rejected},
-				{answer{401, `x`, nil}, refused},
+				{answer{500, `x`, nil}, engine.KindTransient},
+				{answer{408, `x`, nil}, engine.KindTransient},
+				{answer{422, `x`, nil}, engine.KindRejected},
+				{answer{401, `x`, nil}, engine.KindRefused},
 			},
 		},
 	}
@@ -368,7 +369,7 @@ func TestServices(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake(t, tc.ok)
 			s := build(t, tc.spec(f.srv.URL))
-			if err := s.attempt(context.Background(), testMsg); err != nil {
+			if err := s.Attempt(context.Background(), testMsg); err != nil {
 				t.Fatalf("send: %v", err)
 			}
 			tc.check(t, f.last(t))
@@ -376,11 +377,11 @@ func TestServices(t *testing.T) {
 				f.mu.Lock()
 				f.answers = []answer{ec.ans}
 				f.mu.Unlock()
-				err := s.attempt(context.Background(), testMsg)
+				err := s.Attempt(context.Background(), testMsg)
 				if err == nil {
 					t.Fatalf("answer %d %s: no error", ec.ans.status, ec.ans.body)
 				}
-				if k, _ := classify(err); k != ec.kind {
+				if k, _ := engine.Classify(err); k != ec.kind {
 					t.Errorf("answer %d %s: kind %v, want %v (err %v)", ec.ans.status, ec.ans.body, k, ec.kind, err)
 				}
 				if tc.secret != "" && strings.Contains(err.Error(), tc.secret) {
@@ -396,15 +397,15 @@ func TestNetworkErrorHidesSecret(t *testing.T) {
 	base := srv.URL
 	srv.Close() // nothing listens: connection refused
 	s := build(t, &WeComConfig{Common: common("wecom"), URL: config.Secret(base + "/cgi-bin/webhook/send?key=SUPERSECRETKEY"), MsgType: "text"})
-	err := s.attempt(context.Background(), testMsg)
+	err := s.Attempt(context.Background(), testMsg)
 	if err == nil || strings.Contains(err.Error(), "SUPERSECRETKEY") {
 		t.Fatalf("err = %v", err)
 	}
-	if k, _ := classify(err); k != transient {
+	if k, _ := engine.Classify(err); k != engine.KindTransient {
 		t.Fatalf("kind %v", k)
 	}
 	tg := build(t, &TelegramConfig{Common: common("telegram"), BotToken: "999:TOKENVALUE", ChatID: "1", APIURL: base})
-	if err := tg.attempt(context.Background(), testMsg); err == nil || strings.Contains(err.Error(), "TOKENVALUE") {
+	if err := tg.Attempt(context.Background(), testMsg); err == nil || strings.Contains(err.Error(), "TOKENVALUE") {
 		t.Fatalf("telegram err = %v", err)
 	}
 }
@@ -414,7 +415,7 @@ func TestWeComByteLimitsUTF8(t *testing.T) {
 	s := build(t, &WeComConfig{Common: common("wecom"), URL: config.Secret(f.srv.URL + "/send?key=k"), MsgType: "text"})
 	long := testMsg
 	long.Body = strings.Repeat("市电中断", 1000) // 12 000 bytes
-	if err := s.attempt(context.Background(), long); err != nil {
+	if err := s.Attempt(context.Background(), long); err != nil {
 		t.Fatal(err)
 	}
 	c := jsonBody(t, f.last(t).body)["text"].(map[string]any)["content"].(string)
@@ -422,7 +423,7 @@ func TestWeComByteLimitsUTF8(t *testing.T) {
 		t.Fatalf("text content %d bytes, valid UTF-8 %v", len(c), utf8Valid(c))
 	}
 	s = build(t, &WeComConfig{Common: common("wecom"), URL: config.Secret(f.srv.URL + "/send?key=k"), MsgType: "markdown"})
-	if err := s.attempt(context.Background(), long); err != nil {
+	if err := s.Attempt(context.Background(), long); err != nil {
 		t.Fatal(err)
 	}
 	c = jsonBody(t, f.last(t).body)["markdown"].(map[string]any)["content"].(string)
@@ -458,7 +459,7 @@ func TestSecretsFromFileAndEnv(t *testing.T) {
 }
 
 func TestClassifyUnwrapped(t *testing.T) {
-	if k, _ := classify(errors.New("x")); k != transient {
+	if k, _ := engine.Classify(errors.New("x")); k != engine.KindTransient {
 		t.Fatal(k)
 	}
 }

@@ -9,11 +9,12 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // TelegramConfig is the `type: telegram` notifier: a bot sending to a chat.
 type TelegramConfig struct {
-	Common        `koanf:",squash"`
+	engine.Common `koanf:",squash"`
 	BotToken      config.Secret `koanf:"bot_token"`
 	BotTokenFile  string        `koanf:"bot_token_file"`
 	BotTokenEnv   string        `koanf:"bot_token_env"`
@@ -22,23 +23,23 @@ type TelegramConfig struct {
 	APIURL        string        `koanf:"api_url"`
 	SilentForInfo bool          `koanf:"silent_for_info"`
 
-	tok secretRef
+	tok engine.SecretRef
 }
 
 func init() {
-	config.Register("notify", "telegram", func() any {
-		return &TelegramConfig{Common: defaultCommon("telegram", serviceDefaults{rateLimit: 20, flapWindow: 10 * time.Second}), APIURL: "https://api.telegram.org"}
+	engine.Register("telegram", func() *TelegramConfig {
+		return &TelegramConfig{Common: engine.Defaults("telegram", engine.ServiceDefaults{RateLimit: 20, FlapWindow: 10 * time.Second}), APIURL: "https://api.telegram.org"}
 	})
 }
 
 // Validate implements config.Validator.
 func (c *TelegramConfig) Validate() []config.FieldError {
 	errs := c.Common.Validate()
-	errs = append(errs, c.tok.resolve(&c.BotToken, c.BotTokenFile, c.BotTokenEnv, "bot_token", true)...)
+	errs = append(errs, c.tok.Resolve(&c.BotToken, c.BotTokenFile, c.BotTokenEnv, "bot_token", true)...)
 	if c.ChatID == "" {
 		errs = append(errs, config.Errorf("chat_id", "is required"))
 	}
-	errs = append(errs, checkURL("api_url", c.APIURL)...)
+	errs = append(errs, engine.CheckURL("api_url", c.APIURL)...)
 	return errs
 }
 
@@ -47,17 +48,17 @@ func (c *TelegramConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("telegram notifier %q: %w", c.Name, config.Errors(errs))
 	}
-	return newSink(env, &c.Common, &telegram{cfg: c}, c.BotToken.Reveal())
+	return engine.New(env, &c.Common, &telegram{cfg: c}, c.BotToken.Reveal())
 }
 
 type telegram struct{ cfg *TelegramConfig }
 
-func (t *telegram) escape(s string) string { return markupPlain.escape(s) }
+func (t *telegram) Escape(s string) string { return engine.MarkupPlain.Escape(s) }
 
-func (t *telegram) maxBytes() int { return 4096 }
+func (t *telegram) MaxBytes() int { return 4096 }
 
-func (t *telegram) send(ctx context.Context, m message) error {
-	body := map[string]any{"chat_id": t.cfg.ChatID, "text": truncate(m.Title+"\n\n"+m.Body, 4096)}
+func (t *telegram) Send(ctx context.Context, m engine.Message) error {
+	body := map[string]any{"chat_id": t.cfg.ChatID, "text": engine.Truncate(m.Title+"\n\n"+m.Body, 4096)}
 	if t.cfg.ThreadID != 0 {
 		body["message_thread_id"] = t.cfg.ThreadID
 	}
@@ -65,7 +66,7 @@ func (t *telegram) send(ctx context.Context, m message) error {
 		body["disable_notification"] = true
 	}
 	endpoint := strings.TrimRight(t.cfg.APIURL, "/") + "/bot" + t.cfg.BotToken.Reveal() + "/sendMessage"
-	resp, err := postJSON(ctx, "telegram", endpoint, nil, body)
+	resp, err := engine.PostJSON(ctx, "telegram", endpoint, nil, body)
 	if err != nil {
 		return err
 	}
@@ -77,27 +78,27 @@ func (t *telegram) send(ctx context.Context, m message) error {
 			RetryAfter int `json:"retry_after"`
 		} `json:"parameters"`
 	}
-	if json.Unmarshal(resp.body, &r) != nil {
-		if err := resp.ok2xx("telegram"); err != nil {
+	if json.Unmarshal(resp.Body, &r) != nil {
+		if err := resp.OK2xx("telegram"); err != nil {
 			return err
 		}
-		return errTransient(fmt.Errorf("telegram: unexpected answer: %s", shorten(string(resp.body), 200)), 0)
+		return engine.Transient(fmt.Errorf("telegram: unexpected answer: %s", engine.Shorten(string(resp.Body), 200)), 0)
 	}
 	if r.OK {
 		return nil
 	}
-	err = fmt.Errorf("telegram: error %d: %s", r.ErrorCode, shorten(r.Description, 200))
+	err = fmt.Errorf("telegram: error %d: %s", r.ErrorCode, engine.Shorten(r.Description, 200))
 	code := r.ErrorCode
 	if code == 0 {
-		code = resp.status
+		code = resp.Status
 	}
 	switch {
 	case code == 429 || code >= 500:
-		return errTransient(err, time.Duration(r.Parameters.RetryAfter)*time.Second)
+		return engine.Transient(err, time.Duration(r.Parameters.RetryAfter)*time.Second)
 	case code == 401 || code == 403 || code == 404:
-		return errRefused(err)
+		return engine.Refused(err)
 	case code == 400 && strings.Contains(strings.ToLower(r.Description), "chat"):
-		return errRefused(err) // chat not found, group upgraded: the config's chat_id
+		return engine.Refused(err) // chat not found, group upgraded: the config's chat_id
 	}
-	return errRejected(err)
+	return engine.Rejected(err)
 }

@@ -14,15 +14,16 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // WebhookConfig is the `type: webhook` notifier: a generic JSON POST, with
 // an optional HMAC-SHA256 signature and custom headers.
 type WebhookConfig struct {
-	Common  `koanf:",squash"`
-	URL     config.Secret `koanf:"url"`
-	URLFile string        `koanf:"url_file"`
-	URLEnv  string        `koanf:"url_env"`
+	engine.Common `koanf:",squash"`
+	URL           config.Secret `koanf:"url"`
+	URLFile       string        `koanf:"url_file"`
+	URLEnv        string        `koanf:"url_env"`
 	// Secret signs each request: X-Timestamp (Unix seconds) and
 	// X-Signature-256: sha256=hex(HMAC-SHA256(secret, timestamp+"."+body)).
 	Secret     config.Secret `koanf:"secret"`
@@ -32,23 +33,23 @@ type WebhookConfig struct {
 	// Authorization header, say).
 	Headers map[string]config.Secret `koanf:"headers"`
 
-	u, sec secretRef
+	u, sec engine.SecretRef
 	now    func() time.Time
 }
 
 func init() {
-	config.Register("notify", "webhook", func() any {
-		return &WebhookConfig{Common: defaultCommon("webhook", serviceDefaults{flapWindow: 10 * time.Second})}
+	engine.Register("webhook", func() *WebhookConfig {
+		return &WebhookConfig{Common: engine.Defaults("webhook", engine.ServiceDefaults{FlapWindow: 10 * time.Second})}
 	})
 }
 
 // Validate implements config.Validator.
 func (c *WebhookConfig) Validate() []config.FieldError {
 	errs := c.Common.Validate()
-	errs = append(errs, c.u.resolve(&c.URL, c.URLFile, c.URLEnv, "url", true)...)
-	errs = append(errs, c.sec.resolve(&c.Secret, c.SecretFile, c.SecretEnv, "secret", false)...)
+	errs = append(errs, c.u.Resolve(&c.URL, c.URLFile, c.URLEnv, "url", true)...)
+	errs = append(errs, c.sec.Resolve(&c.Secret, c.SecretFile, c.SecretEnv, "secret", false)...)
 	if c.URL != "" {
-		errs = append(errs, checkURL("url", c.URL.Reveal())...)
+		errs = append(errs, engine.CheckURL("url", c.URL.Reveal())...)
 	}
 	for k := range c.Headers {
 		if k == "" || strings.ContainsAny(k, " :\r\n") {
@@ -71,7 +72,7 @@ func (c *WebhookConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 	for _, v := range c.Headers {
 		secrets = append(secrets, v.Reveal())
 	}
-	return newSink(env, &c.Common, &webhook{cfg: c, now: now, bridgeID: env.BridgeID}, secrets...)
+	return engine.New(env, &c.Common, &webhook{cfg: c, now: now, bridgeID: env.BridgeID}, secrets...)
 }
 
 // WebhookSignature returns the X-Signature-256 value for a body.
@@ -99,7 +100,7 @@ type WebhookPayload struct {
 	Events   []WebhookPayload `json:"events,omitempty"` // a digest's events
 }
 
-func payloadOf(r record, bridgeID string) WebhookPayload {
+func payloadOf(r engine.Record, bridgeID string) WebhookPayload {
 	p := WebhookPayload{Schema: 1, Bridge: bridgeID, Event: r.Type, Severity: bridge.Severity(r.Severity).String(), UPS: r.UPS,
 		Host: r.Host, Time: bridge.FormatTime(r.Time), Status: strings.Fields(r.Status), Message: r.Message}
 	if p.Status == nil {
@@ -125,9 +126,9 @@ type webhook struct {
 	bridgeID string
 }
 
-func (w *webhook) maxBytes() int { return 0 }
+func (w *webhook) MaxBytes() int { return 0 }
 
-func (w *webhook) send(ctx context.Context, m message) error {
+func (w *webhook) Send(ctx context.Context, m engine.Message) error {
 	p := payloadOf(m.Records[0], w.bridgeID)
 	p.Event = m.Event
 	p.Severity = m.Severity.String()
@@ -140,7 +141,7 @@ func (w *webhook) send(ctx context.Context, m message) error {
 	}
 	body, err := json.Marshal(p)
 	if err != nil {
-		return errRejected(fmt.Errorf("webhook: encode: %w", err))
+		return engine.Rejected(fmt.Errorf("webhook: encode: %w", err))
 	}
 	h := http.Header{"Content-Type": {"application/json"}}
 	for k, v := range w.cfg.Headers {
@@ -151,9 +152,9 @@ func (w *webhook) send(ctx context.Context, m message) error {
 		h.Set("X-Timestamp", strconv.FormatInt(ts, 10))
 		h.Set("X-Signature-256", WebhookSignature(w.cfg.Secret.Reveal(), ts, body))
 	}
-	resp, err := do(ctx, "webhook", http.MethodPost, w.cfg.URL.Reveal(), h, body)
+	resp, err := engine.Do(ctx, "webhook", http.MethodPost, w.cfg.URL.Reveal(), h, body)
 	if err != nil {
 		return err
 	}
-	return resp.ok2xx("webhook")
+	return resp.OK2xx("webhook")
 }

@@ -10,12 +10,13 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/sinks/notify/engine"
 )
 
 // WeComConfig is the `type: wecom` notifier: a WeCom (WeChat Work) group
 // robot webhook.
 type WeComConfig struct {
-	Common `koanf:",squash"`
+	engine.Common `koanf:",squash"`
 	// Key is the robot's key; or URL, the whole webhook URL as WeCom shows
 	// it (…/cgi-bin/webhook/send?key=…). Either is a secret.
 	Key     config.Secret `koanf:"key"`
@@ -29,21 +30,21 @@ type WeComConfig struct {
 	MentionedList       []string `koanf:"mentioned_list"`
 	MentionedMobileList []string `koanf:"mentioned_mobile_list"`
 
-	key secretRef
+	key engine.SecretRef
 }
 
 const wecomBase = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
 
 func init() {
-	config.Register("notify", "wecom", func() any {
-		return &WeComConfig{Common: defaultCommon("wecom", serviceDefaults{rateLimit: 20, flapWindow: 10 * time.Second}), MsgType: "markdown"}
+	engine.Register("wecom", func() *WeComConfig {
+		return &WeComConfig{Common: engine.Defaults("wecom", engine.ServiceDefaults{RateLimit: 20, FlapWindow: 10 * time.Second}), MsgType: "markdown"}
 	})
 }
 
 // Validate implements config.Validator.
 func (c *WeComConfig) Validate() []config.FieldError {
 	errs := c.Common.Validate()
-	errs = append(errs, c.key.resolve(&c.Key, c.KeyFile, c.KeyEnv, "key", false)...)
+	errs = append(errs, c.key.Resolve(&c.Key, c.KeyFile, c.KeyEnv, "key", false)...)
 	if (c.Key == "") == (c.URL == "") {
 		errs = append(errs, config.Errorf("key", "set either key (or key_file, key_env) or url"))
 	}
@@ -86,7 +87,7 @@ func (c *WeComConfig) NewSink(env bridge.Env) (bridge.Sink, error) {
 		u, _ := url.Parse(ep)
 		key = u.Query().Get("key")
 	}
-	return newSink(env, &c.Common, svc, key, c.URL.Reveal())
+	return engine.New(env, &c.Common, svc, key, c.URL.Reveal())
 }
 
 type wecom struct {
@@ -94,14 +95,14 @@ type wecom struct {
 	endpoint string
 }
 
-func (w *wecom) escape(s string) string {
+func (w *wecom) Escape(s string) string {
 	if w.cfg.MsgType == "text" {
-		return markupPlain.escape(s)
+		return engine.MarkupPlain.Escape(s)
 	}
-	return markupChatMarkdown.escape(s)
+	return engine.MarkupChatMarkdown.Escape(s)
 }
 
-func (w *wecom) maxBytes() int {
+func (w *wecom) MaxBytes() int {
 	if w.cfg.MsgType == "text" {
 		return 2048
 	}
@@ -117,11 +118,11 @@ func wecomColor(s bridge.Severity) string {
 	return "info"
 }
 
-func (w *wecom) send(ctx context.Context, m message) error {
+func (w *wecom) Send(ctx context.Context, m engine.Message) error {
 	var body map[string]any
 	switch w.cfg.MsgType {
 	case "text":
-		t := map[string]any{"content": truncate(m.Title+"\n"+m.Body, 2048)}
+		t := map[string]any{"content": engine.Truncate(m.Title+"\n"+m.Body, 2048)}
 		if len(w.cfg.MentionedList) > 0 {
 			t["mentioned_list"] = w.cfg.MentionedList
 		}
@@ -130,7 +131,7 @@ func (w *wecom) send(ctx context.Context, m message) error {
 		}
 		body = map[string]any{"msgtype": "text", "text": t}
 	case "markdown_v2":
-		body = map[string]any{"msgtype": "markdown_v2", "markdown_v2": map[string]any{"content": truncate("## "+m.Title+"\n\n"+m.Body, 4096)}}
+		body = map[string]any{"msgtype": "markdown_v2", "markdown_v2": map[string]any{"content": engine.Truncate("## "+m.Title+"\n\n"+m.Body, 4096)}}
 	default:
 		var b strings.Builder
 		fmt.Fprintf(&b, "**<font color=\"%s\">%s</font>**\n", wecomColor(m.Severity), m.Title)
@@ -143,22 +144,22 @@ func (w *wecom) send(ctx context.Context, m message) error {
 		if mentions.Len() > 0 {
 			tail = "\n" + mentions.String()
 		}
-		content := truncate(b.String(), 4096-len(tail)) + tail
+		content := engine.Truncate(b.String(), 4096-len(tail)) + tail
 		body = map[string]any{"msgtype": "markdown", "markdown": map[string]any{"content": content}}
 	}
-	resp, err := postJSON(ctx, "wecom", w.endpoint, nil, body)
+	resp, err := engine.PostJSON(ctx, "wecom", w.endpoint, nil, body)
 	if err != nil {
 		return err
 	}
-	if err := resp.ok2xx("wecom"); err != nil {
+	if err := resp.OK2xx("wecom"); err != nil {
 		return err
 	}
 	var r struct {
 		ErrCode *int   `json:"errcode"`
 		ErrMsg  string `json:"errmsg"`
 	}
-	if err := json.Unmarshal(resp.body, &r); err != nil || r.ErrCode == nil {
-		return errTransient(fmt.Errorf("wecom: unexpected answer: %s", shorten(string(resp.body), 200)), 0)
+	if err := json.Unmarshal(resp.Body, &r); err != nil || r.ErrCode == nil {
+		return engine.Transient(fmt.Errorf("wecom: unexpected answer: %s", engine.Shorten(string(resp.Body), 200)), 0)
 	}
 	return wecomError(*r.ErrCode, r.ErrMsg)
 }
@@ -168,16 +169,16 @@ func wecomError(code int, msg string) error {
 	if code == 0 {
 		return nil
 	}
-	err := fmt.Errorf("wecom: errcode %d: %s", code, shorten(msg, 200))
+	err := fmt.Errorf("wecom: errcode %d: %s", code, engine.Shorten(msg, 200))
 	switch code {
 	case 45009: // rate limit: back off at least a minute
-		return errTransient(err, time.Minute)
+		return engine.Transient(err, time.Minute)
 	case -1, 45033:
-		return errTransient(err, 0)
+		return engine.Transient(err, 0)
 	case 93000, 40001, 40014, 42001, 93004, 93008:
-		return errRefused(err)
+		return engine.Refused(err)
 	case 40003, 46004: // bad userid in mentions: the config's mention list
-		return errRefused(err)
+		return engine.Refused(err)
 	}
-	return errRejected(err)
+	return engine.Rejected(err)
 }

@@ -1,11 +1,8 @@
-package notify
+package engine
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +10,6 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
-	"github.com/upsbridge/upsbridge/config"
 )
 
 // statsRig runs a notifier sink whose bridge queue may be filled before
@@ -39,11 +35,11 @@ func newStatsRig(t *testing.T, s *Sink, lb *logBuf, before ...*bridge.Event) *st
 	return r
 }
 
-func newTestSink(t *testing.T, c Common, svc service, secrets ...string) (*Sink, *logBuf) {
+func newTestSink(t *testing.T, c Common, svc Service, secrets ...string) (*Sink, *logBuf) {
 	t.Helper()
 	lb := &logBuf{}
 	env := bridge.Env{Logger: slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), StateDir: t.TempDir(), BridgeID: "b"}
-	s, err := newSink(env, &c, svc, secrets...)
+	s, err := New(env, &c, svc, secrets...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +88,7 @@ func TestNotifierStatsFailThenDeliver(t *testing.T) {
 	failing.Store(true)
 	rec := &recorder{fail: func(int) error {
 		if failing.Load() {
-			return errTransient(errString("wecom: HTTP 500: upstream said key="+secret+" is busy"), 0)
+			return Transient(errString("wecom: HTTP 500: upstream said key="+secret+" is busy"), 0)
 		}
 		return nil
 	}}
@@ -184,13 +180,13 @@ func TestNotifierStatsDropsAndRefusals(t *testing.T) {
 		wantRefused bool
 	}{
 		{
-			name: "rejected message is dropped", err: errRejected(errString("wecom: errcode 40058: content too long")),
+			name: "rejected message is dropped", err: Rejected(errString("wecom: errcode 40058: content too long")),
 			send:        []bridge.EventType{bridge.EventLowBatt},
 			until:       func(st map[string]any) bool { return num(st, "dropped_total") >= 1 && num(st, "queue_depth") == 0 },
 			wantDropped: 1,
 		},
 		{
-			name: "given up after max_attempts", maxAttempts: 2, err: errTransient(errString("wecom: HTTP 502"), 0),
+			name: "given up after max_attempts", maxAttempts: 2, err: Transient(errString("wecom: HTTP 502"), 0),
 			send: []bridge.EventType{bridge.EventLowBatt},
 			until: func(st map[string]any) bool {
 				return num(st, "failures_total") >= 2 && num(st, "dropped_total") >= 1 && num(st, "queue_depth") == 0
@@ -198,7 +194,7 @@ func TestNotifierStatsDropsAndRefusals(t *testing.T) {
 			wantDropped: 1,
 		},
 		{
-			name: "refused credentials keep the queue", err: errRefused(errString("wecom: errcode 93000: invalid webhook url")),
+			name: "refused credentials keep the queue", err: Refused(errString("wecom: errcode 93000: invalid webhook url")),
 			send:        []bridge.EventType{bridge.EventLowBatt, bridge.EventFSD},
 			until:       func(st map[string]any) bool { return num(st, "failures_total") >= 2 && num(st, "queue_depth") == 2 },
 			wantDropped: 0, wantDepth: 2, wantRefused: true,
@@ -257,40 +253,5 @@ func TestNotifierStatsDigestAndRateLimit(t *testing.T) {
 	st = waitStats(t, s, "next event after the window", func(st map[string]any) bool { return num(st, "sent_total") == 2 })
 	if num(st, "rate_limited_total") < 1 || num(st, "digests_total") != 1 || num(st, "events_sent_total") != 7 {
 		t.Errorf("after the window: %v", st)
-	}
-}
-
-// TestStatsWeComScrubsKey goes through the real WeCom service: the
-// endpoint fails with a body that echoes the key, and last_error must not
-// carry it (nor any log line).
-func TestNotifierStatsWeComScrubsKey(t *testing.T) {
-	const key = "wecom-robot-key-0042"
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		http.Error(w, "overloaded; retry key="+r.URL.Query().Get("key"), http.StatusServiceUnavailable)
-	}))
-	defer srv.Close()
-	wc := &WeComConfig{Common: common("wecom"), MsgType: "markdown", URL: config.Secret(srv.URL + "/cgi-bin/webhook/send?key=" + key)}
-	wc.FlapWindow, wc.RetryMin, wc.RetryMax = 0, 5*time.Millisecond, 10*time.Millisecond
-	lb := &logBuf{}
-	sink, err := wc.NewSink(bridge.Env{Logger: slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := sink.(*Sink)
-	r := newStatsRig(t, s, lb)
-	r.q.PutEvent(ev("a", bridge.EventLowBatt))
-	st := waitStats(t, s, "failures against the endpoint", func(st map[string]any) bool { return num(st, "failures_total") >= 2 })
-	le, _ := st["last_error"].(string)
-	if !strings.Contains(le, "HTTP 503") || !strings.Contains(le, "[redacted]") {
-		t.Errorf("last_error %q: want the 503 with the echoed key redacted", le)
-	}
-	for what, text := range map[string]string{"last_error": le, "logs": lb.String()} {
-		if strings.Contains(text, key) {
-			t.Errorf("%s carries the WeCom key: %s", what, text)
-		}
-	}
-	if num(st, "queue_depth") != 1 {
-		t.Errorf("queue_depth = %v while failing, want 1", num(st, "queue_depth"))
 	}
 }

@@ -1,4 +1,4 @@
-package notify
+package engine
 
 import (
 	"context"
@@ -17,14 +17,24 @@ import (
 	"github.com/upsbridge/upsbridge/bridge/spool"
 )
 
-// service is one notification service: it sends one rendered message.
-type service interface {
-	// send delivers m; errors are classified with errTransient, errRefused
-	// or errRejected (unclassified errors count as transient).
-	send(ctx context.Context, m message) error
-	// maxBytes is the largest title+body the service takes (0: no limit);
+// Service is one notification service: it sends one rendered message. The
+// engine owns everything else (queue, retries, rate limit, flap merge,
+// digests, redaction of secrets, stats).
+//
+// A service may also implement Escaper (how external text is made inert in
+// its markup) and Sizer (the largest message it takes).
+type Service interface {
+	// Send delivers m once. Errors are classified with Transient, Refused
+	// or Rejected (unclassified errors count as transient). A panic is
+	// contained and counts as a rejection of m.
+	Send(ctx context.Context, m Message) error
+}
+
+// Sizer is implemented by services with a size limit.
+type Sizer interface {
+	// MaxBytes is the largest title+body the service takes (0: no limit);
 	// digests are packed to fit it.
-	maxBytes() int
+	MaxBytes() int
 }
 
 const (
@@ -38,7 +48,7 @@ const (
 // and delivers them to one service.
 type Sink struct {
 	c      Common
-	svc    service
+	svc    Service
 	log    *slog.Logger
 	dir    string
 	filter filter
@@ -46,18 +56,18 @@ type Sink struct {
 	red    redactor
 	lim    limiter
 
-	seq     atomic.Int64
-	sp      *spool.Spool
-	refused bool           // a refusal was reported and not yet cleared
-	stale   bool           // the decoded head must be read again
-	done    map[int64]bool // delivered out of order (blip partners), not yet acknowledged
+	seq       atomic.Int64
+	sp        *spool.Spool
+	isRefused bool           // a refusal was reported and not yet cleared
+	stale     bool           // the decoded head must be read again
+	done      map[int64]bool // delivered out of order (blip partners), not yet acknowledged
 
 	st sinkStats // numbers for Stats (stats.go)
 }
 
-// newSink builds the delivery core around a service. secrets are redacted
+// New builds the delivery core around a service. secrets are redacted
 // from every error and log line.
-func newSink(env bridge.Env, c *Common, svc service, secrets ...string) (*Sink, error) {
+func New(env bridge.Env, c *Common, svc Service, secrets ...string) (*Sink, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("notifier %q: %s", c.Name, errs[0].Error())
 	}
@@ -76,11 +86,15 @@ func newSink(env bridge.Env, c *Common, svc service, secrets ...string) (*Sink, 
 		s.dir = filepath.Join(env.StateDir, "notify-"+c.Name)
 	}
 	s.render = renderer{lang: c.Language, bridgeID: env.BridgeID, tpl: tpl, warn: log.Warn}
-	if e, ok := svc.(escaper); ok {
-		s.render.esc = e.escape
+	if e, ok := svc.(Escaper); ok {
+		s.render.esc = e.Escape
 	}
 	return s, nil
 }
+
+// Render renders records as the queue would send them: one record, or an
+// ONBATT+ONLINE pair as a blip.
+func (s *Sink) Render(recs []Record) Message { return s.render.render(recs) }
 
 // Name implements bridge.Sink.
 func (s *Sink) Name() string { return "notify-" + s.c.Name }
@@ -89,9 +103,9 @@ func (s *Sink) Name() string { return "notify-" + s.c.Name }
 // now, bypassing the queue, filters and rate limit, and returns the
 // service's exact error (secrets redacted).
 func (s *Sink) SendTest(ctx context.Context, ups string) error {
-	r := record{Type: "TEST", Test: true, Severity: int(bridge.SeverityInfo), Time: time.Now(), Queued: time.Now(),
+	r := Record{Type: "TEST", Test: true, Severity: int(bridge.SeverityInfo), Time: time.Now(), Queued: time.Now(),
 		UPS: ups, Message: "upsbridge test message"}
-	return s.attempt(ctx, s.render.render([]record{r}))
+	return s.Attempt(ctx, s.render.render([]Record{r}))
 }
 
 var (
@@ -219,7 +233,7 @@ type unit []int
 
 // plan groups the queued records into units, in order. It stops at an
 // ONBATT still inside its flap window (returned as wake).
-func (s *Sink) plan(recs []record, now time.Time) (units []unit, wake time.Time) {
+func (s *Sink) plan(recs []Record, now time.Time) (units []unit, wake time.Time) {
 	taken := make([]bool, len(recs))
 	for i := range recs {
 		if s.done[recs[i].Seq] {
@@ -254,17 +268,17 @@ func (s *Sink) plan(recs []record, now time.Time) (units []unit, wake time.Time)
 
 // peek reads and decodes the head of the disk queue. Undecodable records
 // are dropped with an error (they cannot be delivered).
-func (s *Sink) peek() ([]record, error) {
+func (s *Sink) peek() ([]Record, error) {
 	raw, err := s.sp.PeekN(peekBatch)
 	if err != nil {
 		return nil, err
 	}
-	recs := make([]record, 0, len(raw))
+	recs := make([]Record, 0, len(raw))
 	for _, b := range raw {
-		var r record
+		var r Record
 		if err := json.Unmarshal(b, &r); err != nil {
 			s.log.Error("unreadable message in notifier queue dropped", "err", err)
-			r = record{Seq: -1}
+			r = Record{Seq: -1}
 		}
 		recs = append(recs, r)
 	}
@@ -278,7 +292,7 @@ func (s *Sink) deliver(ctx context.Context) {
 	// recs is the decoded head of the disk queue, kept between sends so
 	// that a long queue is not decoded again for every message; it is
 	// re-read when new work arrived or it runs low.
-	var recs []record
+	var recs []Record
 	for ctx.Err() == nil {
 		if len(recs) == 0 || s.stale || (len(recs) < peekBatch/2 && s.sp.Len() > len(recs)) {
 			var err error
@@ -312,7 +326,7 @@ func (s *Sink) deliver(ctx context.Context) {
 			s.wait(ctx, s.lim.nextFree(), false)
 			continue
 		}
-		var m message
+		var m Message
 		isDigest := false
 		if !single && s.c.RateLimit > 0 && s.sp.Len() > s.lim.available(now) && len(units) > 1 {
 			m, isDigest = s.pack(recs, units)
@@ -320,15 +334,15 @@ func (s *Sink) deliver(ctx context.Context) {
 			m = s.render.render(pick(recs, units[0]))
 		}
 		s.lim.take(now)
-		err := s.attempt(ctx, m)
+		err := s.Attempt(ctx, m)
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil {
 			s.noteSuccess(m, isDigest)
-			if s.refused {
+			if s.isRefused {
 				s.log.Info("notifier works again", "queued", s.sp.Len())
-				s.refused = false
+				s.isRefused = false
 			}
 			if attempt > 0 {
 				s.log.Info("notification delivered after retries", "attempts", attempt+1)
@@ -338,19 +352,19 @@ func (s *Sink) deliver(ctx context.Context) {
 			continue
 		}
 		s.noteFailure(err)
-		kind, hint := classify(err)
+		kind, hint := Classify(err)
 		switch kind {
-		case refused:
-			s.st.refused.Store(true)
-			if !s.refused {
-				s.refused = true
+		case KindRefused:
+			s.st.isRefused.Store(true)
+			if !s.isRefused {
+				s.isRefused = true
 				s.log.Error("NOTIFIER REFUSED: the service rejects this notifier's URL, key or token; fix the config. "+
 					"Messages stay queued and are retried quietly", "err", err, "queued", s.sp.Len(), "retry_every", s.c.PermanentRetry)
 			} else {
 				s.log.Debug("notifier still refused", "err", err)
 			}
 			s.wait(ctx, time.Now().Add(s.c.PermanentRetry), false)
-		case rejected:
+		case KindRejected:
 			if len(m.Records) > 1 && !single && len(units) > 1 {
 				s.log.Warn("digest rejected; sending the events one by one", "err", err)
 				single = true
@@ -383,8 +397,8 @@ func (s *Sink) deliver(ctx context.Context) {
 	}
 }
 
-func pick(recs []record, u unit) []record {
-	out := make([]record, len(u))
+func pick(recs []Record, u unit) []Record {
+	out := make([]Record, len(u))
 	for i, idx := range u {
 		out[i] = recs[idx]
 	}
@@ -393,9 +407,12 @@ func pick(recs []record, u unit) []record {
 
 // pack renders as many units as fit into one digest; the bool says whether
 // it is one (a single unit that fits alone is sent as itself).
-func (s *Sink) pack(recs []record, units []unit) (message, bool) {
-	max := s.svc.maxBytes()
-	var msgs []message
+func (s *Sink) pack(recs []Record, units []unit) (Message, bool) {
+	max := 0
+	if z, ok := s.svc.(Sizer); ok {
+		max = z.MaxBytes()
+	}
+	var msgs []Message
 	size := 64 // title and slack
 	for _, u := range units {
 		m := s.render.render(pick(recs, u))
@@ -412,24 +429,25 @@ func (s *Sink) pack(recs []record, units []unit) (message, bool) {
 	return digest(msgs, s.c.Language, s.render.esc), true
 }
 
-// attempt sends once with the attempt timeout; panics in a service are
+// Attempt sends m once now, bypassing the queue, with the attempt timeout
+// (for notify-test and tests of a service); panics in a service are
 // contained, and secrets are removed from the error.
-func (s *Sink) attempt(ctx context.Context, m message) (err error) {
+func (s *Sink) Attempt(ctx context.Context, m Message) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.c.Timeout)
 	defer cancel()
 	defer func() {
 		if p := recover(); p != nil {
-			err = errRejected(fmt.Errorf("%s: internal error: %v", s.c.Type, p))
+			err = Rejected(fmt.Errorf("%s: internal error: %v", s.c.Type, p))
 		}
 		err = s.red.err(err)
 	}()
-	return s.svc.send(ctx, m)
+	return s.svc.Send(ctx, m)
 }
 
 // delivered acknowledges m's records: the acknowledged prefix of the queue
 // is removed; records delivered ahead of their turn (blip partners) are
 // remembered in a small file so a restart does not send them again.
-func (s *Sink) delivered(recs []record, m message) int {
+func (s *Sink) delivered(recs []Record, m Message) int {
 	for _, r := range m.Records {
 		s.done[r.Seq] = true
 	}

@@ -1,4 +1,4 @@
-package notify
+package engine
 
 import (
 	"sync"
@@ -23,7 +23,7 @@ type sinkStats struct {
 	failures    atomic.Uint64 // failed attempts, whatever the kind
 	dropped     atomic.Uint64 // events given up on (see Stats)
 	rateLimited atomic.Uint64 // times delivery paused at the rate limit
-	refused     atomic.Bool   // the service refuses the notifier's credentials now
+	isRefused   atomic.Bool   // the service refuses the notifier's credentials now
 
 	lastSuccess atomic.Int64 // unix nanoseconds; 0: never
 	lastErrorAt atomic.Int64 // unix nanoseconds; 0: never
@@ -42,14 +42,14 @@ func (s *Sink) refreshDepth() {
 }
 
 // noteSuccess counts a delivered message.
-func (s *Sink) noteSuccess(m message, digest bool) {
+func (s *Sink) noteSuccess(m Message, digest bool) {
 	s.st.sent.Add(1)
 	s.st.eventsSent.Add(uint64(len(m.Records)))
 	if digest {
 		s.st.digests.Add(1)
 	}
 	s.st.lastSuccess.Store(time.Now().UnixNano())
-	s.st.refused.Store(false)
+	s.st.isRefused.Store(false)
 }
 
 // noteFailure counts a failed attempt. err is the error attempt returned,
@@ -109,7 +109,7 @@ func (s *Sink) Stats() map[string]any {
 		"rate_limited_total": st.rateLimited.Load(),
 		"failures_total":     st.failures.Load(),
 		"dropped_total":      st.dropped.Load(),
-		"refused":            st.refused.Load(),
+		"refused":            st.isRefused.Load(),
 	}
 	if t := st.lastSuccess.Load(); t != 0 {
 		out["last_success_seconds"] = unixSeconds(t)

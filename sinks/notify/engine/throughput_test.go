@@ -1,4 +1,4 @@
-package notify
+package engine
 
 import (
 	"context"
@@ -19,10 +19,10 @@ type countingSvc struct {
 	delivered atomic.Int64
 }
 
-func (c *countingSvc) maxBytes() int { return 0 }
-func (c *countingSvc) send(context.Context, message) error {
+func (c *countingSvc) MaxBytes() int { return 0 }
+func (c *countingSvc) Send(context.Context, Message) error {
 	if c.down.Load() {
-		return errTransient(errors.New("down"), 0)
+		return Transient(errors.New("down"), 0)
 	}
 	c.delivered.Add(1)
 	return nil
@@ -45,7 +45,7 @@ func TestQueueThroughput(t *testing.T) {
 			c.FlapWindow, c.RetryMin, c.RetryMax, c.NoSync = 0, time.Hour, time.Hour, noSync
 			svc := &countingSvc{}
 			svc.down.Store(true)
-			s, err := newSink(bridge.Env{Logger: slog.New(slog.DiscardHandler), StateDir: t.TempDir()}, &c, svc)
+			s, err := New(bridge.Env{Logger: slog.New(slog.DiscardHandler), StateDir: t.TempDir()}, &c, svc)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,7 +79,7 @@ func TestQueueThroughput(t *testing.T) {
 			cancel()
 			<-done
 			svc.down.Store(false)
-			s2, _ := newSink(bridge.Env{Logger: slog.New(slog.DiscardHandler), StateDir: s.dir[:len(s.dir)-len("/notify-n1")]}, &c, svc)
+			s2, _ := New(bridge.Env{Logger: slog.New(slog.DiscardHandler), StateDir: s.dir[:len(s.dir)-len("/notify-n1")]}, &c, svc)
 			ctx, cancel = context.WithCancel(context.Background())
 			defer cancel()
 			done = make(chan struct{})
@@ -107,10 +107,10 @@ func TestQueueThroughput(t *testing.T) {
 // BenchmarkRender measures rendering one built-in message.
 func BenchmarkRender(b *testing.B) {
 	rn := renderer{lang: "en"}
-	r := record{Type: "ONBATT", Severity: 1, UPS: "ups1", Time: time.Now(), Message: "UPS ups1 is on battery",
+	r := Record{Type: "ONBATT", Severity: 1, UPS: "ups1", Time: time.Now(), Message: "UPS ups1 is on battery",
 		Vars: map[string]string{"battery.charge": "80", "battery.runtime": "1200"}, OBSince: time.Now().Add(-time.Minute)}
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = rn.render([]record{r})
+		_ = rn.render([]Record{r})
 	}
 }

@@ -1,4 +1,4 @@
-package notify
+package engine
 
 import (
 	"strings"
@@ -19,7 +19,7 @@ func TestBuiltinBodyOutageLength(t *testing.T) {
 		{"LOWBATT", start.Add(90 * time.Second), "On battery for: 1m30s"},
 		{"FSD", start.Add(2 * time.Minute), "On battery for: 2m0s"},
 	} {
-		r := record{Type: tc.event, UPS: "nas-ups", Time: tc.at, OBSince: start, Vars: map[string]string{"battery.charge": "80"}}
+		r := Record{Type: tc.event, UPS: "nas-ups", Time: tc.at, OBSince: start, Vars: map[string]string{"battery.charge": "80"}}
 		body := builtinBody(r.data("en", "b"), "en")
 		got := ""
 		for _, l := range strings.Split(body, "\n") {

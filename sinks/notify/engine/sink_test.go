@@ -1,4 +1,4 @@
-package notify
+package engine
 
 import (
 	"context"
@@ -15,14 +15,14 @@ import (
 // the answer to each attempt.
 type recorder struct {
 	mu    sync.Mutex
-	msgs  []message
+	msgs  []Message
 	tries int
 	fail  func(n int) error
 	max   int
 }
 
-func (r *recorder) maxBytes() int { return r.max }
-func (r *recorder) send(_ context.Context, m message) error {
+func (r *recorder) MaxBytes() int { return r.max }
+func (r *recorder) Send(_ context.Context, m Message) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.tries++
@@ -35,13 +35,13 @@ func (r *recorder) send(_ context.Context, m message) error {
 	return nil
 }
 
-func (r *recorder) wait(t *testing.T, n int) []message {
+func (r *recorder) wait(t *testing.T, n int) []Message {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		r.mu.Lock()
 		if len(r.msgs) >= n {
-			out := append([]message(nil), r.msgs...)
+			out := append([]Message(nil), r.msgs...)
 			r.mu.Unlock()
 			return out
 		}
@@ -60,11 +60,11 @@ type logBuf struct {
 func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
 func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
-func runSink(t *testing.T, c Common, svc service) (*bridge.Queue, *logBuf, func()) {
+func runSink(t *testing.T, c Common, svc Service) (*bridge.Queue, *logBuf, func()) {
 	t.Helper()
 	lb := &logBuf{}
 	env := bridge.Env{Logger: slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), StateDir: t.TempDir(), BridgeID: "b"}
-	s, err := newSink(env, &c, svc)
+	s, err := New(env, &c, svc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestRefusedReportedOnceAndKept(t *testing.T) {
 		if ok {
 			return nil
 		}
-		return errRefused(errString("wecom: errcode 93000: invalid webhook url"))
+		return Refused(errString("wecom: errcode 93000: invalid webhook url"))
 	}}
 	q, lb, stop := runSink(t, c, rec)
 	defer stop()

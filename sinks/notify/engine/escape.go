@@ -1,6 +1,8 @@
-package notify
+package engine
 
-import "strings"
+import (
+	"strings"
+)
 
 // Text from outside the configuration (a device's variables and alarms, a
 // UPS or host name, anything that came over MQTT) is hostile: it must not
@@ -10,36 +12,36 @@ import "strings"
 // Mentions come only from the configuration and are added by the service
 // after escaping.
 
-// escaper is implemented by services whose messages people read; services
+// Escaper is implemented by services whose messages people read; services
 // that hand data to programs (webhook, exec) do not, and get values as they
-// are.
-type escaper interface {
-	// escape makes one external value inert in the service's markup.
-	escape(s string) string
+// are. Most services return one of the Markup values' Escape.
+type Escaper interface {
+	// Escape makes one external value inert in the service's markup.
+	Escape(s string) string
 }
 
-// markup is a way to escape external text.
-type markup int
+// Markup is a way to escape external text.
+type Markup int
 
 // The markups of the services.
 const (
-	// markupPlain is for services that show plain text (Telegram without
+	// MarkupPlain is for services that show plain text (Telegram without
 	// parse_mode, Feishu and WeCom text, ntfy, Gotify, Bark, Pushover,
 	// email): only links and mentions are defused.
-	markupPlain markup = iota
-	// markupChatMarkdown is WeCom and DingTalk markdown, which have no
+	MarkupPlain Markup = iota
+	// MarkupChatMarkdown is WeCom and DingTalk markdown, which have no
 	// escape character: markup characters become their full-width forms.
-	markupChatMarkdown
-	// markupSlack is Slack mrkdwn: &, < and > as entities (Slack's own
+	MarkupChatMarkdown
+	// MarkupSlack is Slack mrkdwn: &, < and > as entities (Slack's own
 	// escaping), emphasis characters as full-width forms.
-	markupSlack
-	// markupDiscord is Discord markdown: markup characters backslash-escaped.
-	markupDiscord
-	// markupHTML is HTML (Telegram's HTML parse mode, email HTML).
-	markupHTML
-	// markupFeishuText is Feishu's text message, which still parses
+	MarkupSlack
+	// MarkupDiscord is Discord markdown: markup characters backslash-escaped.
+	MarkupDiscord
+	// MarkupHTML is HTML (Telegram's HTML parse mode, email HTML).
+	MarkupHTML
+	// MarkupFeishuText is Feishu's text message, which still parses
 	// <at user_id="..."> tags: angle brackets become full-width forms.
-	markupFeishuText
+	MarkupFeishuText
 )
 
 // defang is common to every markup: no line breaks (a value is one line, so
@@ -70,19 +72,19 @@ var (
 	htmlMarkup = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
 )
 
-// escape makes s inert in markup m.
-func (m markup) escape(s string) string {
+// Escape makes s inert in markup m.
+func (m Markup) Escape(s string) string {
 	s = defang.Replace(s)
 	switch m {
-	case markupChatMarkdown:
+	case MarkupChatMarkdown:
 		return chatMarkdown.Replace(s)
-	case markupSlack:
+	case MarkupSlack:
 		return slackMarkup.Replace(s)
-	case markupDiscord:
+	case MarkupDiscord:
 		return discordMarkup.Replace(s)
-	case markupHTML:
+	case MarkupHTML:
 		return htmlMarkup.Replace(s)
-	case markupFeishuText:
+	case MarkupFeishuText:
 		return feishuText.Replace(s)
 	}
 	return s

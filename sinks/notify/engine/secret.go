@@ -1,4 +1,4 @@
-package notify
+package engine
 
 import (
 	"os"
@@ -6,14 +6,16 @@ import (
 	"github.com/upsbridge/upsbridge/config"
 )
 
-// secretRef resolves a secret from its value, a file (*_file) or an
+// SecretRef resolves a secret from its value, a file (*_file) or an
 // environment variable (*_env). Validate may run more than once on a spec
 // (config.Load, then NewSink); the first resolution is kept.
-type secretRef struct {
+type SecretRef struct {
 	done bool
 }
 
-func (r *secretRef) resolve(s *config.Secret, file, env, key string, required bool) []config.FieldError {
+// Resolve fills s from file or the environment variable env (key names the
+// config key in errors); required makes an empty secret an error.
+func (r *SecretRef) Resolve(s *config.Secret, file, env, key string, required bool) []config.FieldError {
 	if r.done {
 		return nil
 	}

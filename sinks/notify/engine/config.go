@@ -1,17 +1,22 @@
-// Package notify holds the notifier sinks: WeCom, DingTalk, Feishu/Lark,
-// Telegram, ntfy, Gotify, Bark, Pushover, Slack, Discord, email, a generic
-// webhook and exec (upsmon NOTIFYCMD compatible).
+// Package engine is the delivery engine every notifier shares; the services
+// (WeCom, Telegram, email, exec, …) live outside it and implement Service.
 //
-// Every notifier shares one delivery core (sink.go): events that pass the
-// notifier's filters are written to a durable on-disk queue in
-// <state_dir>/notify-<name>/ before anything is sent, so an outage of the
-// network or a restart of the process loses nothing. A delivery loop then
-// sends them in order, one notifier independent of the others, with
+// Events that pass a notifier's filters are written to a durable on-disk
+// queue in <state_dir>/notify-<name>/ before anything is sent, so an outage
+// of the network or a restart of the process loses nothing. A delivery loop
+// then sends them in order, one notifier independent of the others, with
 // exponential backoff and jitter on transient errors, a per-service rate
 // limit (bursts beyond it are coalesced into one digest message), flap
 // suppression (ONBATT then ONLINE within flap_window becomes one "power
 // blip") and permanent errors (bad key or token) reported once, loudly.
-package notify
+//
+// A service is a config type that embeds Common (registered with
+// config.Register("notify", "<type>", …) and building its sink with New)
+// and a Service that sends one rendered Message. The helpers here (Do,
+// PostJSON, HTTPStatusError, SecretRef, Markup, Truncate) keep the services'
+// answers to the same rules: no redirects, bounded answers, secrets never in
+// an error's text.
+package engine
 
 import (
 	"fmt"
@@ -73,33 +78,49 @@ type Common struct {
 	NoSync bool `koanf:"no_sync"`
 }
 
-// serviceDefaults are the per-service defaults of Common.
-type serviceDefaults struct {
-	rateLimit  int
-	rateWindow time.Duration
-	flapWindow time.Duration
-	attempts   int
+// ServiceDefaults are a service's own defaults for the keys of Common that
+// depend on the service (a vendor's rate limit, whether chat messages hold
+// ONBATT back to merge blips, whether delivery ever gives up).
+type ServiceDefaults struct {
+	// RateLimit messages per RateWindow (0: no limit); RateWindow 0 means
+	// one minute.
+	RateLimit  int
+	RateWindow time.Duration
+	// FlapWindow merges ONBATT+ONLINE within it into one blip (0: off).
+	FlapWindow time.Duration
+	// Attempts drops a message after that many failed attempts (0: never).
+	Attempts int
 }
 
-// defaultCommon returns Common with defaults for a service type.
-func defaultCommon(typ string, d serviceDefaults) Common {
-	if d.rateWindow == 0 {
-		d.rateWindow = time.Minute
+// Defaults returns Common with the engine's defaults and the service's d,
+// for the config factory a service registers.
+func Defaults(typ string, d ServiceDefaults) Common {
+	if d.RateWindow == 0 {
+		d.RateWindow = time.Minute
 	}
 	return Common{
 		Type:           typ,
 		MinSeverity:    "info",
 		Language:       "en",
-		RateLimit:      d.rateLimit,
-		RateWindow:     d.rateWindow,
-		FlapWindow:     d.flapWindow,
+		RateLimit:      d.RateLimit,
+		RateWindow:     d.RateWindow,
+		FlapWindow:     d.FlapWindow,
 		RetryMin:       2 * time.Second,
 		RetryMax:       5 * time.Minute,
-		MaxAttempts:    d.attempts,
+		MaxAttempts:    d.Attempts,
 		PermanentRetry: 15 * time.Minute,
 		Timeout:        10 * time.Second,
 		QueueMax:       100000,
 	}
+}
+
+// Register makes `type: <typ>` entries under notify known to the
+// configuration: each entry decodes strictly into a fresh value from newSpec
+// (its defaults set, from Defaults), is validated when it implements
+// config.Validator, and builds its notifier with NewSink, which wraps the
+// service in New.
+func Register[S config.NotifierSpec](typ string, newSpec func() S) {
+	config.Register("notify", typ, func() any { return newSpec() })
 }
 
 // Validate checks the common keys (keys relative to the entry).

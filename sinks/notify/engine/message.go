@@ -1,4 +1,4 @@
-package notify
+package engine
 
 import (
 	"bytes"
@@ -12,9 +12,9 @@ import (
 	"github.com/upsbridge/upsbridge/config"
 )
 
-// record is one event as kept in a notifier's disk queue. Its JSON form is
+// Record is one event as kept in a notifier's disk queue. Its JSON form is
 // the queue's on-disk format.
-type record struct {
+type Record struct {
 	Seq      int64             `json:"seq"`
 	Queued   time.Time         `json:"queued"` // local clock when queued (flap window)
 	Type     string            `json:"type"`
@@ -32,8 +32,8 @@ type record struct {
 // keptVars are the variables a record keeps for its message.
 var keptVars = []string{bridge.VarBatteryCharge, bridge.VarRuntime, bridge.VarLoad, bridge.VarInputVoltage, "ups.model", "device.model"}
 
-func newRecord(e *bridge.Event, seq int64, now time.Time) record {
-	r := record{Seq: seq, Queued: now, Type: string(e.Type), Severity: int(e.Severity()), UPS: e.UPS, Host: e.Host,
+func newRecord(e *bridge.Event, seq int64, now time.Time) Record {
+	r := Record{Seq: seq, Queued: now, Type: string(e.Type), Severity: int(e.Severity()), UPS: e.UPS, Host: e.Host,
 		Time: e.Time, Message: e.Message, Status: e.Status}
 	if st := e.State; st != nil {
 		r.OBSince = st.OnBatterySince
@@ -182,7 +182,7 @@ func (tx texts) summary(ev string) string {
 }
 
 // data builds a record's template data.
-func (r *record) data(lang, bridgeID string) Data {
+func (r *Record) data(lang, bridgeID string) Data {
 	tx := builtin[lang]
 	d := Data{Event: r.Type, Severity: bridge.Severity(r.Severity).String(), UPS: r.UPS, Host: r.Host, Time: r.Time,
 		TimeText: r.Time.Local().Format("2006-01-02 15:04:05"), Summary: tx.summary(r.Type), Message: r.Message,
@@ -264,8 +264,8 @@ func builtinBody(d Data, lang string) string {
 	return b.String()
 }
 
-// message is one rendered notification, ready for a service.
-type message struct {
+// Message is one rendered notification, ready for a service.
+type Message struct {
 	Title    string
 	Body     string
 	Event    string // NOTIFYTYPE; for a digest, the first event's
@@ -275,7 +275,7 @@ type message struct {
 	Time     time.Time
 	// Records are the queue records this message delivers (several for a
 	// blip or a digest); services that send structured data use them.
-	Records []record
+	Records []Record
 }
 
 // renderer turns records into messages.
@@ -289,7 +289,7 @@ type renderer struct {
 }
 
 // render renders one unit (one record, or an ONBATT+ONLINE blip pair).
-func (rn *renderer) render(recs []record) message {
+func (rn *renderer) render(recs []Record) Message {
 	r := recs[0]
 	d := r.data(rn.lang, rn.bridgeID)
 	if rn.esc != nil {
@@ -304,7 +304,7 @@ func (rn *renderer) render(recs []record) message {
 	if r.Test {
 		d.Event, d.Summary = "TEST", builtin[rn.lang].summary("TEST")
 	}
-	m := message{Event: d.Event, UPS: r.UPS, Host: r.Host, Time: r.Time, Records: recs}
+	m := Message{Event: d.Event, UPS: r.UPS, Host: r.Host, Time: r.Time, Records: recs}
 	m.Severity, _ = bridge.ParseSeverity(d.Severity)
 	m.Title = rn.exec(rn.tpl.title, d, builtinTitle)
 	m.Body = rn.exec(rn.tpl.body, d, builtinBody)
@@ -325,9 +325,9 @@ func (rn *renderer) exec(t *template.Template, d Data, fallback func(Data, strin
 
 // digest combines messages into one: the title counts them, the body has
 // one line per message (its title, then its body's first line).
-func digest(msgs []message, lang string, esc func(string) string) message {
+func digest(msgs []Message, lang string, esc func(string) string) Message {
 	tx := builtin[lang]
-	d := message{Event: msgs[0].Event, UPS: msgs[0].UPS, Host: msgs[0].Host, Time: msgs[0].Time}
+	d := Message{Event: msgs[0].Event, UPS: msgs[0].UPS, Host: msgs[0].Host, Time: msgs[0].Time}
 	ups := map[string]bool{}
 	for _, m := range msgs {
 		if m.Severity > d.Severity {
@@ -348,12 +348,12 @@ func digest(msgs []message, lang string, esc func(string) string) message {
 	return d
 }
 
-func digestLine(m message) string {
+func digestLine(m Message) string {
 	first, _, _ := strings.Cut(m.Body, "\n")
 	return "• " + m.Time.Local().Format("15:04:05") + " " + first
 }
 
-func digestBody(msgs []message) string {
+func digestBody(msgs []Message) string {
 	var b strings.Builder
 	for i, m := range msgs {
 		if i > 0 {
@@ -364,9 +364,9 @@ func digestBody(msgs []message) string {
 	return b.String()
 }
 
-// truncate cuts s to at most max bytes without splitting a UTF-8 sequence,
+// Truncate cuts s to at most max bytes without splitting a UTF-8 sequence,
 // marking the cut with "…".
-func truncate(s string, max int) string {
+func Truncate(s string, max int) string {
 	if max <= 0 || len(s) <= max {
 		return s
 	}
