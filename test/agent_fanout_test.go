@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,10 +34,18 @@ func fanout(t testing.TB, r *agentRig, n int) []time.Duration {
 	ready := make(chan struct{}, n)
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("a%03d", i)
-		var once sync.Once
+		// OnUp runs once the writing connection is up and once the
+		// reading one has subscribed: an agent is ready after both (a
+		// state published before its subscription would reach it as
+		// retained history, which never powers a host off).
+		var ups atomic.Int32
 		w, err := intake.New(intake.Options{
 			Conn: mqttconn.ConnOptions{URL: r.mq.URL(), ClientID: "fanout-" + id}, TopicPrefix: "ub", Supplies: []intake.Supply{{UPS: "ups1"}},
-			MaxStateAge: time.Minute, OnUp: func(context.Context) { once.Do(func() { ready <- struct{}{} }) },
+			MaxStateAge: time.Minute, OnUp: func(context.Context) {
+				if ups.Add(1) == 2 {
+					ready <- struct{}{}
+				}
+			},
 		})
 		if err != nil {
 			t.Fatal(err)
