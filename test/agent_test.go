@@ -266,6 +266,9 @@ func TestAgentRequireSignedRejectsForgedAndReplayed(t *testing.T) {
 	sub := harness.Subscribe(t, r.mq.URL(), "ub/agent/#")
 	proc := harness.StartBridge(t, r.agentYAML(fmt.Sprintf("  final_delay: 0s\n  require_signed: true\n  public_key_file: %s\n  stages: [{name: off, on_battery_for: 1h, action: poweroff}]\n", keyFile)))
 	sub.WaitPayload("ub/agent/host1/state", 15*time.Second, func(p string) bool { return agentStatus(p) == "idle" })
+	// Each message below is published once: the agent must be reading
+	// already (its state is published on its other connection).
+	waitOutput(t, proc, "reading the supplies' news", 15*time.Second)
 
 	// An older signed FSD, kept for the replay.
 	r.signer = signing.NewSigner(priv)

@@ -454,6 +454,7 @@ func (in *Intake) subscriber(ctx context.Context, up <-chan *autopaho.Connection
 			if !in.reconcile(ctx, cm, have, true) {
 				continue
 			}
+			in.log.Info("reading the supplies' news", "topics", len(have))
 			in.mu.Lock()
 			in.put(news.News{Kind: news.KindConnection, Live: true, At: in.opts.Now(), Online: true})
 			in.mu.Unlock()

@@ -51,9 +51,23 @@ waitfor "EVENT .* COMMBAD" 30
 echo dummy_udc.0 > $G/UDC
 echo "E2E-REPLUGGED"
 waitfor "EVENT .* COMMOK" 60
-kill $W; kill $EMU
+kill $W
+sleep 0.5
+
+# The same UPS served over the NUT protocol by upsbridge run, read by upsc.
+ifconfig lo 127.0.0.1 up
+/bin/upsbridge run -c /data/upsbridge.yaml > /tmp/run.log 2>&1 &
+RUN=$!
+n=0
+while ! /bin/upsc ups@127.0.0.1:3493 > /tmp/upsc.out 2>&1 || ! grep -q "^ups.model:" /tmp/upsc.out; do
+  sleep 0.5; n=$((n+1))
+  if [ $n -ge 120 ]; then echo "E2E-TIMEOUT upsc via the NUT server"; break; fi
+done
+echo "E2E-BEGIN-UPSC"; cat /tmp/upsc.out; echo "E2E-END-UPSC"
+kill $RUN; kill $EMU
 sleep 0.5
 echo "E2E-BEGIN-WATCH"; cat /tmp/watch.log; echo "E2E-END-WATCH"
 echo "E2E-BEGIN-EMU"; cat /tmp/emu.log; echo "E2E-END-EMU"
+echo "E2E-BEGIN-RUN"; cat /tmp/run.log; echo "E2E-END-RUN"
 echo "E2E-DONE"
 poweroff -f

@@ -3,8 +3,9 @@
 # Debian's stock kernel in qemu (TCG), dummy_hcd + a FunctionFS gadget driven
 # by test/usb/emulator, and the real upsbridge binary (cgo, gousb) inside the
 # guest. Checks: published variables, an interrupt "AC lost" report becoming
-# ONBATT at once, an instant command reaching the emulator, and unplug/replug
-# giving COMMBAD then COMMOK. Prints the measured latency. Idempotent;
+# ONBATT at once, an instant command reaching the emulator, unplug/replug
+# giving COMMBAD then COMMOK, and NUT's upsc reading the UPS through
+# upsbridge's NUT server in the guest. Prints the measured latency. Idempotent;
 # installs what it needs when run as root. Exit 0 pass, 1 fail.
 set -euo pipefail
 
@@ -21,6 +22,7 @@ need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -q '^insmod$' && file -L /bin/busybox 2>/dev/null | grep -q static || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
+command -v upsc >/dev/null || need+=(nut-client)
 pkg-config --exists libusb-1.0 2>/dev/null || need+=(libusb-1.0-0-dev)
 if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || fail "missing packages ${need[*]} (run as root to install them)"
@@ -71,6 +73,24 @@ done
 cp "$DATA/apc-back-ups-bk650m2-ch.hex" "$R/data/desc.hex"
 cp "$DATA/apc-back-ups-bk650m2-ch.features.hex" "$R/data/features.hex"
 cp "$ROOT/test/usb/init.sh" "$R/init" && chmod +x "$R/init"
+# NUT's own upsc (nut-client) reads the emulated UPS through upsbridge's NUT
+# server in the guest: nothing of NUT's server side is there.
+UPSC=$(command -v upsc) || fail "upsc not found (nut-client)"
+cp "$UPSC" "$R/bin/upsc"
+for lib in $(ldd "$UPSC" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+  mkdir -p "$R$(dirname "$lib")" && cp -L "$lib" "$R$lib"
+done
+cat > "$R/data/upsbridge.yaml" <<'YAML'
+log: {format: text}
+mqtt: {url: embedded, listen: "127.0.0.1:1883"}
+bridge: {id: guest, state_dir: /tmp/upsbridge}
+hass: {enabled: false}
+sources:
+  - {id: rack, type: usbhid, vendor_id: "051d", poll_interval: 2s}
+nut_server:
+  listen: ["127.0.0.1:3493"]
+  ups: [{id: rack, name: ups, description: "Emulated UPS on USB"}]
+YAML
 ( cd "$R" && find . | cpio -o -H newc 2>/dev/null | gzip -1 ) > "$WORK/initrd.gz"
 
 # 5. Boot (software emulation; KVM is not assumed).
@@ -98,6 +118,12 @@ check "SET_REPORT reached the emulator" "^EMU [0-9]+ SET_REPORT 18 03"
 check "ONBATT event" "^EVENT [0-9]+ ups ONBATT"
 check "COMMBAD on unplug" "^EVENT [0-9]+ ups COMMBAD"
 check "COMMOK on replug" "^EVENT [0-9]+ ups COMMOK"
+# upsc through upsbridge's NUT server (no NUT driver or upsd in the guest).
+sed -n '/E2E-BEGIN-UPSC/,/E2E-END-UPSC/p' "$WORK/c.log" > "$WORK/upsc.txt"
+for v in "battery.charge: 100" "ups.model: Back-UPS BK650M2-CH" "ups.serial: EMULATED0001" "battery.runtime: 3618"; do
+  if grep -qx "$v" "$WORK/upsc.txt"; then log "ok   upsc via the NUT server: $v"; else log "FAIL upsc via the NUT server: $v"; ok=0; fi
+done
+grep -qE '^ups.status: ' "$WORK/upsc.txt" && log "ok   upsc via the NUT server: $(grep -E '^ups.status: ' "$WORK/upsc.txt")" || { log "FAIL upsc via the NUT server: no ups.status"; ok=0; }
 w=$(awk '/^EMU [0-9]+ INTR-WRITE/{print $2; exit}' "$WORK/c.log")
 e=$(awk '/^EVENT [0-9]+ ups ONBATT/{print $2; exit}' "$WORK/c.log")
 if [ -n "$w" ] && [ -n "$e" ]; then
@@ -110,7 +136,7 @@ b=$(grep -nE "^EVENT [0-9]+ ups COMMBAD" "$WORK/c.log" | head -1 | cut -d: -f1)
 o=$(grep -nE "^EVENT [0-9]+ ups COMMOK" "$WORK/c.log" | head -1 | cut -d: -f1)
 [ -n "$b" ] && [ -n "$o" ] && [ "$b" -lt "$o" ] || { log "FAIL COMMBAD must come before COMMOK"; ok=0; }
 if [ $ok != 1 ]; then
-  sed -n '/E2E-BEGIN-WATCH/,/E2E-END-EMU/p' "$WORK/c.log" | tail -80 >&2
+  sed -n '/E2E-BEGIN-WATCH/,/E2E-END-RUN/p' "$WORK/c.log" | tail -120 >&2
   fail "see above"
 fi
 echo "usb-e2e: PASS"
