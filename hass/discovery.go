@@ -25,6 +25,7 @@ import (
 	"strings"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
 // Options say where discovery and data topics live.
@@ -122,16 +123,15 @@ func BridgeDeviceID(bridgeID string) string { return "upsbridge_" + Slug(bridgeI
 // UPSDeviceID is a UPS device's identifier.
 func UPSDeviceID(bridgeID, ups string) string { return BridgeDeviceID(bridgeID) + "_ups_" + Slug(ups) }
 
-// Topics of the bridge's topic contract (sinks/mqtt), repeated here so this
-// package needs no MQTT import.
-func (o Options) bridgeAvailability() string {
-	return o.TopicPrefix + "/bridge/" + o.BridgeID + "/availability"
-}
-func (o Options) upsTopic(ups, leaf string) string { return o.TopicPrefix + "/ups/" + ups + "/" + leaf }
+// Topics of the bridge's topic contract (mqttwire).
+func (o Options) bridgeAvailability() string { return o.wire().BridgeAvailability(o.BridgeID) }
+
+// wire is the contract's topics under the bridge's prefix.
+func (o Options) wire() mqttwire.Topics { return mqttwire.Topics{Prefix: o.TopicPrefix} }
 
 // EnergyTopic is where the MQTT sink publishes a UPS's energy counter:
 // retained JSON {"ts": ..., "energy_kwh": 1.234, "estimated": false}.
-func (o Options) EnergyTopic(ups string) string { return o.upsTopic(ups, "energy") }
+func (o Options) EnergyTopic(ups string) string { return o.wire().Energy(ups) }
 
 // BirthTopic is HA's status topic (<discovery_prefix>/status).
 func (o Options) BirthTopic() string { return o.DiscoveryPrefix + "/status" }
@@ -351,9 +351,9 @@ func UPSDevice(o Options, st *bridge.State) *Device {
 
 	avail := []any{
 		map[string]any{"topic": o.bridgeAvailability()},
-		map[string]any{"topic": o.upsTopic(st.UPS, "availability")},
+		map[string]any{"topic": o.wire().UPSAvailability(st.UPS)},
 	}
-	stateTopic := o.upsTopic(st.UPS, "state")
+	stateTopic := o.wire().State(st.UPS)
 	add := func(component, key string, c map[string]any) {
 		if n, ok := c["name"].(string); ok {
 			c["name"] = fixName(n, st.UPS)
@@ -478,7 +478,7 @@ func UPSDevice(o Options, st *bridge.State) *Device {
 		"value_template": "{{ value_json.ts if value_json.ts is string and value_json.ts else 'None' }}",
 	})
 	add("binary_sensor", "connection", map[string]any{
-		"name": "Connection", "state_topic": o.upsTopic(st.UPS, "availability"),
+		"name": "Connection", "state_topic": o.wire().UPSAvailability(st.UPS),
 		"payload_on": "online", "payload_off": "offline", "device_class": "connectivity",
 		"entity_category": "diagnostic",
 		"availability":    []any{map[string]any{"topic": o.bridgeAvailability()}},
@@ -492,7 +492,7 @@ func UPSDevice(o Options, st *bridge.State) *Device {
 	}
 	sort.Strings(evTypes)
 	add("event", "events", map[string]any{
-		"name": "Power events", "state_topic": o.upsTopic(st.UPS, "event"), "event_types": evTypes,
+		"name": "Power events", "state_topic": o.wire().Event(st.UPS), "event_types": evTypes,
 		"icon":           "mdi:flash-alert",
 		"value_template": `{{ {"event_type": value_json.type, "message": value_json.message, "status": value_json.status, "ts": value_json.ts} | tojson }}`,
 	})
@@ -515,7 +515,7 @@ func UPSDevice(o Options, st *bridge.State) *Device {
 // addControls adds buttons for the instant commands the policy allows and
 // select/number entities for the ENUM/RANGE writable variables it allows.
 func addControls(o Options, st *bridge.State, add func(component, key string, c map[string]any)) {
-	cmdTopic := o.upsTopic(st.UPS, "command")
+	cmdTopic := o.wire().Command(st.UPS)
 	for _, c := range st.Info.Commands {
 		if !validVarName(c.Name) {
 			continue
@@ -543,8 +543,8 @@ func addControls(o Options, st *bridge.State, add func(component, key string, c 
 		}
 		add("button", "cmd_"+Slug(c.Name), cfg)
 	}
-	setTopic := o.upsTopic(st.UPS, "set")
-	stateTopic := o.upsTopic(st.UPS, "state")
+	setTopic := o.wire().Set(st.UPS)
+	stateTopic := o.wire().State(st.UPS)
 	for _, w := range st.Info.Writable {
 		if !validVarName(w.Name) || o.Policy.CheckSet(w.Name) != nil {
 			continue

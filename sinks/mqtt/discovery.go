@@ -164,7 +164,7 @@ var (
 
 // scanTopic carries the scan's marker and its "done" notice.
 func (d *Discovery) scanTopic() string {
-	return d.o.HASS.TopicPrefix + "/bridge/" + d.o.HASS.BridgeID + "/hass/scan"
+	return mqttwire.Topics{Prefix: d.o.HASS.TopicPrefix}.HASSScan(d.o.HASS.BridgeID)
 }
 
 // Subscriptions implements Extension: HA's birth topic and the scan notice.

@@ -200,36 +200,35 @@ type inbound struct {
 	payload []byte
 }
 
-// Topics builds the contract's topic names.
+// Topics builds the contract's topic names for one bridge (mqttwire
+// holds the contract; these only fix the bridge id).
 type Topics struct {
 	Prefix   string
 	BridgeID string
 }
 
+func (t Topics) wire() mqttwire.Topics { return mqttwire.Topics{Prefix: t.Prefix} }
+
 // BridgeAvailability is <prefix>/bridge/<id>/availability.
-func (t Topics) BridgeAvailability() string {
-	return t.Prefix + "/bridge/" + t.BridgeID + "/availability"
-}
+func (t Topics) BridgeAvailability() string { return t.wire().BridgeAvailability(t.BridgeID) }
 
 // UPSAvailability is <prefix>/ups/<id>/availability.
-func (t Topics) UPSAvailability(ups string) string { return t.Prefix + "/ups/" + ups + "/availability" }
+func (t Topics) UPSAvailability(ups string) string { return t.wire().UPSAvailability(ups) }
 
 // State is <prefix>/ups/<id>/state.
-func (t Topics) State(ups string) string { return t.Prefix + "/ups/" + ups + "/state" }
+func (t Topics) State(ups string) string { return t.wire().State(ups) }
 
 // Event is <prefix>/ups/<id>/event.
-func (t Topics) Event(ups string) string { return t.Prefix + "/ups/" + ups + "/event" }
+func (t Topics) Event(ups string) string { return t.wire().Event(ups) }
 
 // Command is <prefix>/ups/<id>/command.
-func (t Topics) Command(ups string) string { return t.Prefix + "/ups/" + ups + "/command" }
+func (t Topics) Command(ups string) string { return t.wire().Command(ups) }
 
 // Set is <prefix>/ups/<id>/set.
-func (t Topics) Set(ups string) string { return t.Prefix + "/ups/" + ups + "/set" }
+func (t Topics) Set(ups string) string { return t.wire().Set(ups) }
 
 // CommandResult is <prefix>/ups/<id>/command/result.
-func (t Topics) CommandResult(ups string) string {
-	return t.Prefix + "/ups/" + ups + "/command/result"
-}
+func (t Topics) CommandResult(ups string) string { return t.wire().CommandResult(ups) }
 
 // Availability payloads.
 const (
@@ -780,38 +779,24 @@ func (s *Sink) parseCommandTopic(topic string) (ups, kind string, ok bool) {
 	if s.opts.Commands == nil {
 		return "", "", false
 	}
-	rest, ok := strings.CutPrefix(topic, s.topics.Prefix+"/ups/")
-	if !ok {
-		return "", "", false
+	switch t := s.wire.Parse(topic); t.Kind {
+	case mqttwire.KindCommand:
+		return t.ID, "command", true
+	case mqttwire.KindSet:
+		return t.ID, "set", true
 	}
-	ups, kind, ok = strings.Cut(rest, "/")
-	if !ok || (kind != "command" && kind != "set") || !bridge.IDPattern.MatchString(ups) {
-		return "", "", false
-	}
-	return ups, kind, true
+	return "", "", false
 }
 
-// CommandRequest is the payload of <prefix>/ups/<id>/command.
-type CommandRequest struct {
-	Command string `json:"command"`
-	Arg     string `json:"arg,omitempty"`
-}
-
-// SetRequest is the payload of <prefix>/ups/<id>/set.
-type SetRequest struct {
-	Var   string `json:"var"`
-	Value string `json:"value"`
-}
-
-// CommandResponse is published on <prefix>/ups/<id>/command/result.
-type CommandResponse struct {
-	UPS     string `json:"ups"`
-	TS      string `json:"ts"`
-	Command string `json:"command,omitempty"`
-	Var     string `json:"var,omitempty"`
-	Status  string `json:"status"` // SUCCESS | FAILED | PENDING | REJECTED | ERROR
-	Detail  string `json:"detail,omitempty"`
-}
+// The command payloads are the contract's (mqttwire).
+type (
+	// CommandRequest is the payload of <prefix>/ups/<id>/command.
+	CommandRequest = mqttwire.CommandRequest
+	// SetRequest is the payload of <prefix>/ups/<id>/set.
+	SetRequest = mqttwire.SetRequest
+	// CommandResponse is published on <prefix>/ups/<id>/command/result.
+	CommandResponse = mqttwire.CommandResponse
+)
 
 // commandName is what a command or variable name may look like: NUT's
 // dotted lower-case names.
