@@ -300,6 +300,22 @@ func (c *conn) authorize(op, ups, right, cmd string) bool {
 	return true
 }
 
+// granted finds the UPS a command names and checks the user's right to it,
+// in upsd's order (UNKNOWN-UPS before ACCESS-DENIED), answering the error
+// and returning nil when either fails.
+func (c *conn) granted(cmd, name, right string) *slot {
+	sl := c.s.lookup(name)
+	if sl == nil {
+		c.err(nutproto.ErrUnknownUPS)
+		return nil
+	}
+	if !c.authorize(cmd, name, right, "") {
+		c.err(nutproto.ErrAccessDenied)
+		return nil
+	}
+	return sl
+}
+
 func (c *conn) cmdLogin(a []string) {
 	if len(a) != 1 {
 		c.err(nutproto.ErrInvalidArgument)
@@ -309,13 +325,8 @@ func (c *conn) cmdLogin(a []string) {
 		c.err(nutproto.ErrAlreadyLoggedIn)
 		return
 	}
-	sl := c.s.lookup(a[0])
+	sl := c.granted("LOGIN", a[0], rightLogin)
 	if sl == nil {
-		c.err(nutproto.ErrUnknownUPS)
-		return
-	}
-	if !c.authorize("LOGIN", a[0], rightLogin, "") {
-		c.err(nutproto.ErrAccessDenied)
 		return
 	}
 	name := c.username
@@ -332,13 +343,7 @@ func (c *conn) cmdPrimary(cmd string, a []string) {
 		c.err(nutproto.ErrInvalidArgument)
 		return
 	}
-	sl := c.s.lookup(a[0])
-	if sl == nil {
-		c.err(nutproto.ErrUnknownUPS)
-		return
-	}
-	if !c.authorize(cmd, a[0], rightMaster, "") {
-		c.err(nutproto.ErrAccessDenied)
+	if c.granted(cmd, a[0], rightMaster) == nil {
 		return
 	}
 	c.line("OK " + cmd + "-GRANTED")
@@ -349,13 +354,8 @@ func (c *conn) cmdFSD(a []string) {
 		c.err(nutproto.ErrInvalidArgument)
 		return
 	}
-	sl := c.s.lookup(a[0])
+	sl := c.granted("FSD", a[0], rightFSD)
 	if sl == nil {
-		c.err(nutproto.ErrUnknownUPS)
-		return
-	}
-	if !c.authorize("FSD", a[0], rightFSD, "") {
-		c.err(nutproto.ErrAccessDenied)
 		return
 	}
 	un := sl.unit
