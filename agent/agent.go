@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/upsbridge/upsbridge/agent/executor"
 	"github.com/upsbridge/upsbridge/agent/news"
 	"github.com/upsbridge/upsbridge/agent/policy"
@@ -60,6 +61,9 @@ type Options struct {
 	// Clock is the agent's clock (nil: SystemClock()).
 	Clock  Clock
 	Logger *slog.Logger
+	// Metrics is the process's metrics set, where the agent registers its
+	// own (nil: a set of its own).
+	Metrics *metrics.Set
 }
 
 // Agent runs the policy: it feeds it news, persists its progress, executes
@@ -150,6 +154,7 @@ func New(opts Options) (*Agent, error) {
 		a.save(prog)
 	}
 	a.setView(a.pol.Snapshot(now.Mono), now)
+	a.initMetrics(opts.Metrics)
 	return a, nil
 }
 
@@ -291,9 +296,9 @@ func (a *Agent) do(ctx context.Context, act policy.Action, now policy.Now) {
 		a.opts.OnDecision(act, now)
 	}
 	if act.Kind == policy.ActWarn {
-		a.st.warnings.Add(1)
+		a.st.warnings.Inc()
 	} else {
-		a.st.decisions.Add(1)
+		a.st.decisions.Inc()
 		last := act.Kind.String()
 		if act.Stage != "" {
 			last += " " + act.Stage
@@ -341,7 +346,7 @@ func (a *Agent) enqueue(act policy.Action) {
 	select {
 	case a.work <- act:
 	default:
-		a.st.actionsFailed.Add(1)
+		a.st.actionsFailed.Inc()
 		a.log.Error("command queue full; command skipped", "stage", act.Stage, "kind", act.Kind.String())
 	}
 }
@@ -362,7 +367,7 @@ func (a *Agent) worker(ctx context.Context) {
 			err := a.opts.Exec.Run(ctx, what, act.Command)
 			switch {
 			case err != nil:
-				a.st.actionsFailed.Add(1)
+				a.st.actionsFailed.Inc()
 				a.event(a.clock.Now(), mqttwire.AgentEventStageFailed, act.Stage, "", fmt.Sprintf("Host %s: %s failed: %v", a.opts.ID, what, err))
 			case act.Kind == policy.ActUndo:
 				a.event(a.clock.Now(), mqttwire.AgentEventUndo, act.Stage, "", fmt.Sprintf("Host %s undid stage %s: mains returned", a.opts.ID, act.Stage))
@@ -382,7 +387,7 @@ func (a *Agent) final(ctx context.Context, act policy.Action) {
 	id := a.opts.ID
 	if len(act.Command) > 0 {
 		if err := a.opts.Exec.Run(ctx, "stage "+act.Stage, act.Command); err != nil {
-			a.st.actionsFailed.Add(1)
+			a.st.actionsFailed.Inc()
 			a.event(a.clock.Now(), mqttwire.AgentEventStageFailed, act.Stage, "", fmt.Sprintf("Host %s: final stage command failed (powering off anyway): %v", id, err))
 		}
 	}
@@ -430,7 +435,7 @@ func (a *Agent) final(ctx context.Context, act policy.Action) {
 		} else {
 			backoff = min(backoff*2, a.opts.PoweroffBackoffMax)
 		}
-		a.st.poweroffFailed.Add(1)
+		a.st.poweroffFailed.Inc()
 		next := methods[(attempt+1)%len(methods)]
 		a.log.Error("power off failed; retrying", "method", m, "err", err, "retry_in", wait, "next_method", next)
 		a.event(a.clock.Now(), mqttwire.AgentEventPoweroffFailed, act.Stage, "", fmt.Sprintf("Host %s: power off by %s failed: %v; retrying by %s in %s", id, m, err, next, wait))
@@ -459,7 +464,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // learn of it from there: the bridge subscribes to agents' events, also
 // those of an agent in its own process.
 func (a *Agent) event(now policy.Now, typ, stage, ups, msg string) {
-	a.st.events.Add(1)
+	a.st.events.Inc()
 	if a.opts.Publish == nil {
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 )
 
 // Source reads one or more UPSes. Run blocks until ctx ends, sending updates
@@ -99,6 +101,10 @@ type Env struct {
 	StateDir string
 	// Commands routes commands to UPSes (for sinks that accept them).
 	Commands CommandRunner
+	// Metrics is the process's metrics set, which /metrics writes: an
+	// adapter registers its own typed metrics there (nil: the adapter keeps
+	// them in a set of its own).
+	Metrics *metrics.Set
 }
 
 // SourceSpec is implemented by a source type's config struct (registered

@@ -3,13 +3,15 @@ package bridge
 // This file lets observers (the HTTP endpoints: metrics, readiness,
 // /api/state) look inside a running bridge without taking part in routing.
 
-// StatsReporter is the optional ability of a source or sink to report its
-// own numbers for /metrics and /api/state. Keys are snake_case; values are
+// StatsReporter is the optional ability of a source or sink to show its
+// numbers in /api/state and /readyz. Keys are snake_case; values are
 // numbers (counters end in "_total", durations in "_seconds"), bools, or
-// strings (shown as text in /api/state and as an info metric). The key
-// "connected" (bool) is special: false makes the process not ready.
-// Stats is called from the HTTP server's goroutines, so it must be safe for
-// concurrent use and cheap.
+// strings (strings are also exported as upsbridge_component_info). The key
+// "connected" (bool) is special: false makes the process not ready; so is
+// "problem" (a string saying why the process is not ready). Metrics are
+// not made from these keys: a component registers its own typed metrics in
+// Env.Metrics. Stats is called from the HTTP server's goroutines, so it
+// must be safe for concurrent use and cheap.
 type StatsReporter interface {
 	Stats() map[string]any
 }

@@ -31,7 +31,7 @@ targets=(
 	"./sinks/agentrelay FuzzRelay"
 	"./sinks/nutserver/nutproto FuzzParser"
 	"./sinks/notify FuzzServiceResponse"
-	"./sinks/httpapi FuzzWriter"
+	"./internal/metricname FuzzSeries"
 )
 
 # Every Fuzz function in the repository must be listed above.

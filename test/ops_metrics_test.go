@@ -132,7 +132,34 @@ agent:
 		{"upsbridge_agent_next_stage_seconds", map[string]string{"agent": "host1", "next_stage": "later"}, func(v float64) bool { return v > 3500 && v <= 3600 }, "just under an hour"},
 		{"upsbridge_sink_decisions_total", map[string]string{"sink": "agent-host1"}, func(v float64) bool { return v >= 2 }, ">= 2 (outage start, stage shed)"},
 		{"upsbridge_sink_actions_failed_total", map[string]string{"sink": "agent-host1"}, func(v float64) bool { return v == 0 }, "0"},
+		{"upsbridge_sink_dry_run", map[string]string{"sink": "agent-host1"}, func(v float64) bool { return v == 1 }, "1"},
+		{"upsbridge_sink_protected", map[string]string{"sink": "agent-host1"}, func(v float64) bool { return v == 1 }, "1"},
+		{"upsbridge_agent_news_accepted_total", map[string]string{"agent": "host1"}, func(v float64) bool { return v >= 1 }, ">= 1 (the supply's states)"},
+		{"upsbridge_agent_news_dropped_total", map[string]string{"agent": "host1", "reason": "replay"}, func(v float64) bool { return v == 0 }, "0"},
+		{"upsbridge_mqtt_connected", nil, func(v float64) bool { return v == 1 }, "1"},
+		{"upsbridge_sink_connected", map[string]string{"sink": "mqtt"}, func(v float64) bool { return v == 1 }, "1"},
+		{"upsbridge_sink_epoch", map[string]string{"sink": "mqtt"}, func(v float64) bool { return v > 1e12 }, "this run's epoch (>= unix ms)"},
+		{"upsbridge_sink_publish_failures_total", map[string]string{"sink": "mqtt"}, func(v float64) bool { return v == 0 }, "0"},
+		{"upsbridge_sink_handshakes_total", map[string]string{"sink": "primary"}, func(v float64) bool { return v == 0 }, "0"},
+		{"upsbridge_sink_agents_known", map[string]string{"sink": "primary"}, func(v float64) bool { return v >= 1 }, ">= 1 (host1)"},
+		{"upsbridge_sink_queue_length", map[string]string{"sink": "notify-ops-hook"}, func(v float64) bool { return v >= 0 }, "present"},
+		{"process_resident_memory_bytes", nil, func(v float64) bool { return v > 1<<20 }, "> 1 MiB"},
+		{"go_goroutines", nil, func(v float64) bool { return v > 0 }, "> 0"},
 	})
+	// Every family has its TYPE: counters are counters, the rest gauges
+	// (summaries for the runtime's GC pauses and the like).
+	for name, mf := range mfs {
+		want := dto.MetricType_GAUGE
+		if strings.HasSuffix(name, "_total") {
+			want = dto.MetricType_COUNTER
+		}
+		if strings.HasPrefix(name, "upsbridge_") && mf.GetType() != want {
+			t.Errorf("%s is a %v, want a %v", name, mf.GetType(), want)
+		}
+		if mf.GetType() == dto.MetricType_UNTYPED {
+			t.Errorf("%s has no TYPE", name)
+		}
+	}
 	if mf := mfs["upsbridge_sink_failures_total"]; mf.GetType() != dto.MetricType_COUNTER {
 		t.Errorf("upsbridge_sink_failures_total is a %v, want a counter", mf.GetType())
 	}

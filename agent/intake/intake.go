@@ -25,14 +25,15 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/upsbridge/upsbridge/agent/news"
 	"github.com/upsbridge/upsbridge/bridge/signing"
+	"github.com/upsbridge/upsbridge/internal/metricname"
 	"github.com/upsbridge/upsbridge/internal/mqttconn"
 	"github.com/upsbridge/upsbridge/mqttwire"
 )
@@ -83,6 +84,12 @@ type Options struct {
 	// Now is the agent's clock; nil is time.Now. News is stamped with it.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Metrics is the process's metrics set, where the intake registers
+	// upsbridge_agent_news_accepted_total{agent} and
+	// upsbridge_agent_news_dropped_total{agent,reason} for Agent (nil: a
+	// set of its own).
+	Metrics *metrics.Set
+	Agent   string
 }
 
 // MaxPacket is the largest packet the intake accepts from the broker: a
@@ -103,8 +110,10 @@ type Intake struct {
 	notify chan struct{}
 	wake   chan struct{} // asks the subscriber to reconcile subscriptions
 
-	accepted atomic.Uint64
-	dropped  [numReasons]atomic.Uint64
+	// accepted and dropped are the intake's typed metrics (one dropped
+	// counter per reason; the "accepted" slot is unused).
+	accepted *metrics.Counter
+	dropped  [numReasons]*metrics.Counter
 
 	mu    sync.Mutex
 	chk   *checker
@@ -176,6 +185,11 @@ func New(opts Options) (*Intake, error) {
 		logLast: map[logKey]time.Time{}, logMiss: map[logKey]int{},
 	}
 	in.chk = newChecker(&in.opts)
+	set := metricname.Set(opts.Metrics)
+	in.accepted = set.GetOrCreateCounter(metricname.Series("upsbridge_agent_news_accepted_total", "agent", opts.Agent))
+	for r := ReasonMalformed; r < numReasons; r++ {
+		in.dropped[r] = set.GetOrCreateCounter(metricname.Series("upsbridge_agent_news_dropped_total", "agent", opts.Agent, "reason", r.String()))
+	}
 	return in, nil
 }
 
@@ -218,17 +232,17 @@ func (in *Intake) Orders() map[string]mqttwire.Order {
 // Counts returns the counters.
 func (in *Intake) Counts() Counts {
 	var c Counts
-	c.Accepted = in.accepted.Load()
-	for i := range c.Dropped {
-		c.Dropped[i] = in.dropped[i].Load()
+	c.Accepted = in.accepted.Get()
+	for r := ReasonMalformed; r < numReasons; r++ {
+		c.Dropped[r] = in.dropped[r].Get()
 	}
 	return c
 }
 
-// Stats reports the counters under keys the HTTP endpoint exports as
-// counters (bridge.StatsReporter): intake_accepted_total and
-// intake_dropped_<reason>_total for every reason (malformed, unsigned,
-// bad_signature, replay, skew, unknown_bridge, conflict).
+// Stats reports the counters for /api/state (bridge.StatsReporter):
+// intake_accepted_total and intake_dropped_<reason>_total for every reason
+// (malformed, unsigned, bad_signature, replay, skew, unknown_bridge,
+// conflict).
 func (in *Intake) Stats() map[string]any {
 	c := in.Counts()
 	out := map[string]any{"intake_accepted_total": c.Accepted}
@@ -298,9 +312,9 @@ func (in *Intake) Handle(topic string, payload []byte, retained bool) {
 		}
 	}
 	if v.reason == ReasonNone {
-		in.accepted.Add(1)
+		in.accepted.Inc()
 	} else {
-		in.dropped[v.reason].Add(1)
+		in.dropped[v.reason].Inc()
 	}
 	if v.conflict != nil {
 		in.log.Error("two bridges publish one UPS id: check bridge ids and pin supplies[].bridge", "ups", v.conflict.UPS, "detail", v.conflict.Detail)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/upsbridge/upsbridge/internal/mqttconn"
 
 	"github.com/upsbridge/upsbridge/agent"
@@ -30,6 +31,9 @@ type process struct {
 	log      *slog.Logger
 	bridge   *bridge.Bridge
 	stateDir string
+	// metrics is the process's metrics set: every component registers its
+	// own there, and the HTTP API's /metrics writes it.
+	metrics *metrics.Set
 	// services run from the start of the bridge until its sinks have
 	// drained (the embedded broker, the agent, the HTTP API).
 	services []func(ctx context.Context) error
@@ -41,7 +45,7 @@ type process struct {
 // reader can follow; nothing runs until serve. extraSinks are added to the
 // bridge (the demo's console). On error nothing stays open.
 func build(cfg *config.Config, log *slog.Logger, extraSinks []bridge.Sink) (_ *process, err error) {
-	p := &process{cfg: cfg, log: log, stateDir: stateDir(cfg)}
+	p := &process{cfg: cfg, log: log, stateDir: stateDir(cfg), metrics: metrics.NewSet()}
 	defer func() {
 		if err != nil {
 			p.close()
@@ -68,7 +72,7 @@ func build(cfg *config.Config, log *slog.Logger, extraSinks []bridge.Sink) (_ *p
 		StateInterval: cfg.Bridge.StateInterval,
 		Logger:        log,
 	})
-	env := bridge.Env{Logger: log, BridgeID: cfg.Bridge.ID, StateDir: p.stateDir, Commands: p.bridge}
+	env := bridge.Env{Logger: log, BridgeID: cfg.Bridge.ID, StateDir: p.stateDir, Commands: p.bridge, Metrics: p.metrics}
 	for i, t := range cfg.Sources {
 		spec, ok := t.Spec.(bridge.SourceSpec)
 		if !ok {
@@ -158,6 +162,7 @@ func build(cfg *config.Config, log *slog.Logger, extraSinks []bridge.Sink) (_ *p
 			Version:  version,
 			Bridge:   p.bridge,
 			Logger:   log,
+			Metrics:  p.metrics,
 		})
 		if err != nil {
 			return nil, configError{err}
@@ -178,6 +183,7 @@ func (p *process) buildNUTServer() (*nutserver.Server, error) {
 		Bridge:    p.bridge,
 		Version:   version,
 		Logger:    p.log,
+		Metrics:   p.metrics,
 	}
 	if nc.TLS.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(nc.TLS.CertFile, nc.TLS.KeyFile)
@@ -236,7 +242,8 @@ func (p *process) buildMQTTSink(hosts []primary.HostCounter) (*mqtt.Sink, error)
 			AllowSet:          cfg.MQTT.Commands.AllowSet,
 			AllowDangerous:    cfg.MQTT.Commands.AllowDangerous,
 		},
-		Logger: p.log,
+		Logger:  p.log,
+		Metrics: p.metrics,
 	}
 	if cfg.Bridge.SigningKeyFile != "" {
 		s, err := signing.LoadSigner(cfg.Bridge.SigningKeyFile)
@@ -280,6 +287,7 @@ func (p *process) buildMQTTSink(hosts []primary.HostCounter) (*mqtt.Sink, error)
 		KillPowerDelay: pc.KillPowerDelay,
 		Hosts:          hosts,
 		Logger:         p.log,
+		Metrics:        p.metrics,
 	})
 	p.bridge.AddSink(prim)
 	opts.Listeners = append(opts.Listeners, prim)
@@ -290,6 +298,7 @@ func (p *process) buildMQTTSink(hosts []primary.HostCounter) (*mqtt.Sink, error)
 			TopicPrefix: opts.TopicPrefix,
 			Emit:        p.bridge.Emit,
 			Logger:      p.log,
+			Metrics:     p.metrics,
 		}))
 	}
 	return mqtt.New(opts)
@@ -307,7 +316,7 @@ func (p *process) buildAgent() (*agent.Agent, error) {
 	if a == nil {
 		return nil, nil
 	}
-	ag, svc, err := newAgent(p.cfg, a, p.stateDir, p.log)
+	ag, svc, err := newAgent(p.cfg, a, p.stateDir, p.log, p.metrics)
 	if err != nil {
 		return nil, err
 	}

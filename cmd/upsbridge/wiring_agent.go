@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/upsbridge/upsbridge/internal/mqttconn"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -25,7 +26,7 @@ import (
 // newAgent builds the shutdown agent of the agent section a, with its own
 // broker connection whose Will says "offline" for this host, and returns
 // it with the service that runs it.
-func newAgent(cfg *config.Config, a *agent.Config, stateDir string, rlog *slog.Logger) (*agent.Agent, func(context.Context) error, error) {
+func newAgent(cfg *config.Config, a *agent.Config, stateDir string, rlog *slog.Logger, set *metrics.Set) (*agent.Agent, func(context.Context) error, error) {
 	a.ApplyDefaults(stateDir)
 	log := rlog.With("agent", a.ID)
 	var verifier *signing.Verifier
@@ -69,6 +70,7 @@ func newAgent(cfg *config.Config, a *agent.Config, stateDir string, rlog *slog.L
 		ID: a.ID, TopicPrefix: prefix, Policy: a.PolicyConfig(), FinalDelay: a.FinalDelayValue(), DryRun: a.DryRun,
 		StateFile: a.StateFile, BootID: statefile.BootID(), Exec: exec, Publish: publish,
 		Orders: orders, Logger: rlog, // New adds the agent id
+		Metrics: set,
 	})
 	if err != nil {
 		return nil, nil, err // names the shutdown agent
@@ -78,7 +80,7 @@ func newAgent(cfg *config.Config, a *agent.Config, stateDir string, rlog *slog.L
 	host, _ := os.Hostname()
 	in, err = intake.New(intake.Options{
 		Conn: conn, TopicPrefix: prefix, Supplies: supplies, Verifier: verifier, RequireSigned: a.RequireSigned,
-		MaxStateAge: a.MaxStateAge, Known: ag.Known(), Logger: log,
+		MaxStateAge: a.MaxStateAge, Known: ag.Known(), Logger: log, Metrics: set, Agent: a.ID,
 		OnUp: func(ctx context.Context) {
 			ag.Republish()
 			if !cfg.HASS.Enabled {

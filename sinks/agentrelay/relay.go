@@ -18,11 +18,12 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/internal/metricname"
 	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
@@ -59,6 +60,10 @@ type Options struct {
 	Refill    time.Duration
 	MaxAgents int
 	Logger    *slog.Logger
+	// Metrics is the process's metrics set, where the relay registers
+	// upsbridge_agent_events_relayed_total and
+	// upsbridge_agent_events_dropped_total (nil: a set of its own).
+	Metrics *metrics.Set
 }
 
 // Relay is the listener. It is safe for concurrent use.
@@ -73,7 +78,7 @@ type Relay struct {
 	global   bucket
 	lastWarn time.Time
 
-	relayed, dropped atomic.Uint64
+	relayed, dropped *metrics.Counter
 }
 
 type bucket struct {
@@ -97,6 +102,9 @@ func New(opts Options) *Relay {
 	}
 	r := &Relay{opts: opts, log: opts.Logger.With("component", "agent-events"), topics: mqttwire.Topics{Prefix: opts.TopicPrefix},
 		skip: map[string]bool{}, buckets: map[string]*bucket{}}
+	set := metricname.Set(opts.Metrics)
+	r.relayed = set.GetOrCreateCounter("upsbridge_agent_events_relayed_total")
+	r.dropped = set.GetOrCreateCounter("upsbridge_agent_events_dropped_total")
 	for _, id := range opts.Skip {
 		r.skip[id] = true
 	}
@@ -109,7 +117,7 @@ func (r *Relay) Subscriptions() []string { return []string{r.topics.AllAgentEven
 
 // Stats reports relayed and dropped events (bridge.StatsReporter).
 func (r *Relay) Stats() map[string]any {
-	return map[string]any{"relayed_total": r.relayed.Load(), "dropped_total": r.dropped.Load()}
+	return map[string]any{"relayed_total": r.relayed.Get(), "dropped_total": r.dropped.Get()}
 }
 
 // OnReceive takes one message from the MQTT connection; it never blocks.
@@ -146,7 +154,7 @@ func (r *Relay) OnReceive(topic string, payload []byte, retained bool) {
 	if mqttwire.ValidID(ev.UPS) {
 		out.UPS = ev.UPS
 	}
-	r.relayed.Add(1)
+	r.relayed.Inc()
 	r.opts.Emit(out)
 }
 
@@ -194,7 +202,7 @@ func (r *Relay) refill(b *bucket, now time.Time, capacity int) {
 
 // drop counts a dropped message and logs at most once a minute.
 func (r *Relay) drop(now time.Time, msg string, args ...any) {
-	r.dropped.Add(1)
+	r.dropped.Inc()
 	r.mu.Lock()
 	warn := r.lastWarn.IsZero() || now.Sub(r.lastWarn) >= time.Minute
 	if warn {

@@ -112,7 +112,7 @@ func TestRelayRateLimits(t *testing.T) {
 		if len(r.buckets) > 100 {
 			t.Fatalf("%d buckets kept, want at most 100", len(r.buckets))
 		}
-		if r.dropped.Load() == 0 {
+		if r.dropped.Get() == 0 {
 			t.Fatal("drops not counted")
 		}
 	})

@@ -5,7 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/internal/metricname"
 )
 
 // fixtureNow is the fixed clock of the golden fixture.
@@ -35,7 +37,16 @@ func fixtureServer(t testing.TB) *Server {
 		},
 		owner: map[string]string{"a": "s1", "b": "s1", "c": "s2", "d": "s2"},
 	}
-	s, err := New(Options{Listen: "127.0.0.1:0", BridgeID: "golden", Version: "v1.2.3", Bridge: fb,
+	// The process's set, with metrics as components register them.
+	set := metrics.NewSet()
+	set.GetOrCreateCounter(metricname.Series("upsbridge_source_polls_total", "source", "s1")).Add(120)
+	set.GetOrCreateCounter(metricname.Series("upsbridge_source_poll_errors_total", "source", "s1")).Add(3)
+	set.GetOrCreateGauge(metricname.Series("upsbridge_source_connected", "source", "s1"), func() float64 { return 1 })
+	set.GetOrCreateGauge(metricname.Series("upsbridge_sink_queue_depth", "sink", "mqtt"), func() float64 { return 4 })
+	set.GetOrCreateGauge(metricname.Series("upsbridge_sink_queue_depth", "sink", "notify-ops \"room\""), func() float64 { return 2 })
+	set.GetOrCreateGauge("upsbridge_mqtt_connected", func() float64 { return 1 })
+	set.GetOrCreateGauge(metricname.Series("upsbridge_sink_last_success_seconds", "sink", "notify-ops"), func() float64 { return math.NaN() })
+	s, err := New(Options{Listen: "127.0.0.1:0", BridgeID: "golden", Version: "v1.2.3", Bridge: fb, Metrics: set,
 		Now: func() time.Time { return fixtureNow }})
 	if err != nil {
 		t.Fatal(err)

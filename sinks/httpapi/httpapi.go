@@ -2,7 +2,7 @@
 // default): Prometheus metrics, liveness and readiness probes, and the whole
 // state as JSON.
 //
-//	GET /metrics    Prometheus text format 0.0.4 (written here, see expo.go)
+//	GET /metrics    Prometheus text format 0.0.4 (see metrics.go)
 //	GET /healthz    200 "ok" while the process serves requests
 //	GET /readyz     200 "ready", or 503 with one line per problem: the broker
 //	                connection is down, a source has read no UPS yet, a
@@ -17,8 +17,9 @@
 //
 // The package is a bridge sink: it consumes the states and events the bridge
 // routes to every sink, so the numbers it shows are exactly what the other
-// sinks were given. Sources and sinks add their own numbers by implementing
-// bridge.StatsReporter.
+// sinks were given. Sources and sinks register their own metrics in the
+// process's metrics set (Options.Metrics), and show their numbers in
+// /api/state and /readyz by implementing bridge.StatsReporter.
 package httpapi
 
 import (
@@ -35,8 +36,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/internal/metricname"
 )
 
 // Observed is what the endpoint reads from the running bridge; *bridge.Bridge
@@ -61,6 +64,9 @@ type Options struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// every path but /healthz (http.token).
 	Token config.Secret
+	// Metrics is the process's metrics set, where the components registered
+	// theirs; /metrics writes it (nil: a set with only the endpoint's own).
+	Metrics *metrics.Set
 }
 
 // Server is the HTTP endpoint and the sink that feeds it.
@@ -79,12 +85,7 @@ type Server struct {
 	// SHUTDOWN), for /api/state when the agent reports no stats itself.
 	agentEvents map[string]*bridge.Event
 
-	// skipMu guards what is known of samples /metrics left out: how many,
-	// and which (family, reason) were already logged, so that a UPS sending
-	// junk is logged once, not on every scrape.
-	skipMu     sync.Mutex
-	skipTotal  uint64
-	skipLogged map[skipNote]bool
+	set *metrics.Set // what /metrics writes
 }
 
 // eventKey is one series of upsbridge_events_total.
@@ -111,8 +112,9 @@ func New(opts Options) (*Server, error) {
 		states:      map[string]*bridge.State{},
 		events:      map[eventKey]uint64{},
 		agentEvents: map[string]*bridge.Event{},
-		skipLogged:  map[skipNote]bool{},
+		set:         metricname.Set(opts.Metrics),
 	}
+	s.initMetrics(s.set)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -312,14 +314,10 @@ func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, strings.Join(p, "\n"))
 }
 
-// handleMetrics serves the Prometheus text format: upsbridge's families,
-// the Go runtime's and (on Linux) the process's, gzipped when the client
-// accepts it (Prometheus does).
+// handleMetrics serves the Prometheus text format: the process's metrics
+// set with the endpoint's own families, then the Go runtime's and the
+// process's, gzipped when the client accepts it (Prometheus does).
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	m := newMetricSet()
-	s.collect(m)
-	collectRuntime(m)
-	collectProcess(m)
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Add("Vary", "Accept-Encoding")
 	var out io.Writer = w
@@ -336,31 +334,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		}()
 		out = gz
 	}
-	if err := m.write(out); err != nil {
-		s.log.Debug("write /metrics", "err", err)
-	}
-	s.noteSkipped(m.skipped)
-}
-
-// maxSkipLogged bounds the (family, reason) pairs remembered as logged.
-const maxSkipLogged = 256
-
-// noteSkipped counts the samples a scrape left out and logs each new
-// (family, reason) once. Reasons never quote the offending value: it is
-// whatever a UPS or component sent.
-func (s *Server) noteSkipped(notes []skipNote) {
-	if len(notes) == 0 {
-		return
-	}
-	s.skipMu.Lock()
-	defer s.skipMu.Unlock()
-	s.skipTotal += uint64(len(notes))
-	for _, n := range notes {
-		if s.skipLogged[n] || len(s.skipLogged) >= maxSkipLogged {
-			continue
-		}
-		s.skipLogged[n] = true
-		s.log.Warn("metrics: sample not exported (logged once)", "metric", n.family, "reason", n.reason,
-			"skipped_total", s.skipTotal)
-	}
+	s.set.WritePrometheus(out)
+	metrics.WriteProcessMetrics(out)
+	metrics.WriteFDMetrics(out)
 }

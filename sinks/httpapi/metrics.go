@@ -1,228 +1,152 @@
 package httpapi
 
 import (
-	"fmt"
+	"compress/gzip"
+	"io"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/internal/metricname"
 )
 
-// Fixed metric descriptions. Per-source and per-sink numbers reported
-// through bridge.StatsReporter get names built from their keys (see
-// collectStats). Names, label names, HELP texts and types are a public
-// contract (docs/deployment.md, testdata/metrics.golden).
-var (
-	descEvents = newDesc("upsbridge_events_total",
-		"Power events derived (or emitted by agents), by UPS, event type and host (agents only).", counterType, "ups", "type", "host")
-	descBuild = newDesc("upsbridge_build_info",
-		"Always 1; labels carry the version and the bridge id.", gaugeType, "version", "bridge_id")
-	descVar = newDesc("upsbridge_ups_variable",
-		"Numeric UPS variable by its NUT name (battery.charge in %, battery.runtime in s, ups.load in %, voltages in V, ...).", gaugeType, "ups", "var")
-	descFlag = newDesc("upsbridge_ups_status_flag",
-		"1 if the ups.status flag is set, 0 if not, for every flag NUT defines.", gaugeType, "ups", "flag")
-	descOnBattery = newDesc("upsbridge_ups_on_battery",
-		"1 while the UPS is on battery.", gaugeType, "ups")
-	descLowBattery = newDesc("upsbridge_ups_low_battery",
-		"1 while the UPS reports a low battery.", gaugeType, "ups")
-	descCritical = newDesc("upsbridge_ups_critical",
-		"1 while the UPS is critical by upsmon's rule (FSD, OB+LB, OFF too long, lost on battery past dead_time).", gaugeType, "ups")
-	descComm = newDesc("upsbridge_ups_communicating",
-		"1 while the source talks to the UPS.", gaugeType, "ups", "source")
-	descGone = newDesc("upsbridge_ups_gone",
-		"1 when the UPS's server no longer lists it.", gaugeType, "ups")
-	descTS = newDesc("upsbridge_ups_state_timestamp_seconds",
-		"Unix time of the reading the UPS state reflects.", gaugeType, "ups")
-	descOutage = newDesc("upsbridge_ups_on_battery_duration_seconds",
-		"Seconds since the current outage began; 0 on mains.", gaugeType, "ups")
-	descSinkQueue = newDesc("upsbridge_sink_queue_length",
-		"Messages waiting in the bridge's queue for the sink.", gaugeType, "sink")
-	descSinkDropped = newDesc("upsbridge_sink_events_dropped_total",
-		"Events dropped because the sink fell too far behind.", counterType, "sink")
-	descMQTTConnected = newDesc("upsbridge_mqtt_connected",
-		"1 while the bridge's MQTT publisher is connected to the broker.", gaugeType)
-	descMQTTQueue = newDesc("upsbridge_mqtt_queue_depth",
-		"Events spooled on disk, not yet acknowledged by the broker.", gaugeType)
-	descAgentStatus = newDesc("upsbridge_agent_status",
-		"1 for the agent's current status (idle, on_battery, staging, shutting_down, powering_off).", gaugeType, "agent", "status")
-	descAgentStage = newDesc("upsbridge_agent_stage",
-		"1 for the last stage the agent started in this outage.", gaugeType, "agent", "stage")
-	descAgentNext = newDesc("upsbridge_agent_next_stage_seconds",
-		"Countdown to the agent's next stage, if one is pending.", gaugeType, "agent", "next_stage")
-	descInfo = newDesc("upsbridge_component_info",
-		"Textual stats of sources and sinks: 1 with the value as a label.", gaugeType, "kind", "name", "key", "value")
-)
+// /metrics is the process's metrics set (github.com/VictoriaMetrics/metrics:
+// every component registers its own typed metrics there), then the Go
+// runtime's and the process's families from the same library. This file
+// adds the families only the endpoint can know, computed at scrape time
+// from the states and events it consumed, so nothing goes stale: a UPS that
+// is no longer known stops being exported. Names, label names and types
+// are a public contract (docs/deployment.md, testdata/metrics.golden);
+// the library writes HELP lines without text for the metrics of the set;
+// the families written here carry theirs.
 
-// validStatName reports whether a stats key may become part of a metric
-// name: ^[a-z][a-z0-9_]*$.
-func validStatName(k string) bool {
-	if k == "" || k[0] < 'a' || k[0] > 'z' {
-		return false
-	}
-	for i := 1; i < len(k); i++ {
-		c := k[i]
-		if !(c == '_' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9') {
-			return false
-		}
-	}
-	return true
+// contentType is what /metrics answers with.
+const contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// initMetrics registers the endpoint's scrape-time families in set.
+func (s *Server) initMetrics(set *metrics.Set) {
+	set.RegisterMetricsWriter(s.writeMetrics)
 }
 
-// reserved are stats keys whose generated names would clash with the fixed
-// metrics above.
-var reserved = map[string]bool{"sink_queue_length": true, "sink_events_dropped_total": true}
-
-// collect adds upsbridge's own families, computed from the latest states
-// and the components' stats at scrape time, so nothing goes stale: a UPS
-// that is no longer known stops being exported.
-func (s *Server) collect(m *metricSet) {
+// writeMetrics writes the endpoint's own families.
+func (s *Server) writeMetrics(w io.Writer) {
 	now := s.opts.Now()
-	m.add(descBuild, 1, s.opts.Version, s.opts.BridgeID)
+	gauge := func(name, help string) *metricname.Family {
+		return &metricname.Family{Name: name, Type: "gauge", Help: help}
+	}
+	var (
+		vars = gauge("upsbridge_ups_variable",
+			"Numeric UPS variable by its NUT name (battery.charge in %, battery.runtime in s, ups.load in %, voltages in V, ...).")
+		flags = gauge("upsbridge_ups_status_flag",
+			"1 if the ups.status flag is set, 0 if not, for every flag NUT defines.")
+		onBattery = gauge("upsbridge_ups_on_battery", "1 while the UPS is on battery.")
+		lowBatt   = gauge("upsbridge_ups_low_battery", "1 while the UPS reports a low battery.")
+		critical  = gauge("upsbridge_ups_critical",
+			"1 while the UPS is critical by upsmon's rule (FSD, OB+LB, OFF too long, lost on battery past dead_time).")
+		comm   = gauge("upsbridge_ups_communicating", "1 while the source talks to the UPS.")
+		gone   = gauge("upsbridge_ups_gone", "1 when the UPS's server no longer lists it.")
+		ts     = gauge("upsbridge_ups_state_timestamp_seconds", "Unix time of the reading the UPS state reflects.")
+		outage = gauge("upsbridge_ups_on_battery_duration_seconds", "Seconds since the current outage began; 0 on mains.")
+		events = &metricname.Family{Name: "upsbridge_events_total", Type: "counter",
+			Help: "Power events derived (or emitted by agents), by UPS, event type and host (agents only)."}
+		queueLen = gauge("upsbridge_sink_queue_length", "Messages waiting in the bridge's queue for the sink.")
+		dropped  = &metricname.Family{Name: "upsbridge_sink_events_dropped_total", Type: "counter",
+			Help: "Events dropped because the sink fell too far behind."}
+		info  = gauge("upsbridge_component_info", "Textual stats of sources and sinks: 1 with the value as a label.")
+		build = gauge("upsbridge_build_info", "Always 1; labels carry the version and the bridge id.")
+	)
+	build.Add(1, "bridge_id", s.opts.BridgeID, "version", s.opts.Version)
 	for _, st := range s.snapshot() {
 		u := st.UPS
-		names := make([]string, 0, len(st.Vars))
 		for k := range st.Vars {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
 			if f, ok := st.Vars.Number(k); ok {
-				m.add(descVar, f, u, k)
+				vars.Add(f, "ups", u, "var", k)
 			}
 		}
 		for bit := 0; bit < 32; bit++ {
 			f := bridge.Flag(1 << bit)
 			if name := f.String(); name != "" {
-				m.add(descFlag, b2f(st.Status.Has(f)), u, name)
+				flags.Add(metricname.Bool(st.Status.Has(f)), "flag", name, "ups", u)
 			}
 		}
-		m.add(descOnBattery, b2f(st.OnBattery()), u)
-		m.add(descLowBattery, b2f(st.LowBattery()), u)
-		m.add(descCritical, b2f(st.Critical), u)
+		onBattery.Add(metricname.Bool(st.OnBattery()), "ups", u)
+		lowBatt.Add(metricname.Bool(st.LowBattery()), "ups", u)
+		critical.Add(metricname.Bool(st.Critical), "ups", u)
 		src := ""
 		if s.opts.Bridge != nil {
 			src = s.opts.Bridge.SourceOf(u)
 		}
-		m.add(descComm, b2f(st.Comm && !st.Gone), u, src)
-		m.add(descGone, b2f(st.Gone), u)
+		comm.Add(metricname.Bool(st.Comm && !st.Gone), "source", src, "ups", u)
+		gone.Add(metricname.Bool(st.Gone), "ups", u)
 		if !st.Time.IsZero() {
-			m.add(descTS, float64(st.Time.UnixMilli())/1000, u)
+			ts.Add(float64(st.Time.UnixMilli())/1000, "ups", u)
 		}
-		outage := 0.0
+		d := 0.0
 		if !st.OnBatterySince.IsZero() {
-			outage = now.Sub(st.OnBatterySince).Seconds()
+			d = now.Sub(st.OnBatterySince).Seconds()
 		}
-		m.add(descOutage, outage, u)
+		outage.Add(d, "ups", u)
 	}
 	for _, ec := range s.eventCounts() {
-		m.add(descEvents, ec.Count, ec.UPS, ec.Type, ec.Host)
+		events.Add(ec.Count, "host", ec.Host, "type", ec.Type, "ups", ec.UPS)
 	}
 	for _, ns := range s.sourceStats() {
-		collectStats(m, "source", ns.Name, ns.Stats)
+		addInfo(info, "source", ns.Name, ns.Stats)
 	}
 	for _, ns := range s.sinkStats() {
-		m.add(descSinkQueue, float64(ns.QueueLength), ns.Name)
-		m.add(descSinkDropped, float64(ns.Dropped), ns.Name)
-		if ns.Name == "mqtt" {
-			if v, ok := ns.Stats["connected"].(bool); ok {
-				m.add(descMQTTConnected, b2f(v))
-			}
-			if v, ok := number(ns.Stats["queue_depth"]); ok {
-				m.add(descMQTTQueue, v)
-			}
-		}
-		if agent, ok := ns.Stats["agent"].(string); ok && agent != "" {
-			collectAgent(m, agent, ns.Stats)
-		}
-		collectStats(m, "sink", ns.Name, ns.Stats)
+		queueLen.Add(float64(ns.QueueLength), "sink", ns.Name)
+		dropped.Add(float64(ns.Dropped), "sink", ns.Name)
+		addInfo(info, "sink", ns.Name, ns.Stats)
+	}
+	for _, f := range []*metricname.Family{build, info, events, vars, flags, onBattery, lowBatt, critical, comm, gone, ts, outage, queueLen, dropped} {
+		metricname.WriteFamily(w, f)
 	}
 }
 
-// collectAgent exports the well-known keys of a shutdown agent's stats.
-func collectAgent(m *metricSet, agent string, st map[string]any) {
-	if v, ok := st["status"].(string); ok && v != "" {
-		m.add(descAgentStatus, 1, agent, v)
-	}
-	if v, ok := st["stage"].(string); ok && v != "" {
-		m.add(descAgentStage, 1, agent, v)
-	}
-	if v, ok := number(st["next_stage_in_s"]); ok {
-		next, _ := st["next_stage"].(string)
-		m.add(descAgentNext, v, agent, next)
-	}
-}
-
-// collectStats exports a component's reported numbers as
-// upsbridge_<kind>_<key>{<kind>="name"}: counters for keys ending in
-// _total, gauges otherwise; bools as 0/1; strings as upsbridge_component_info.
-// Keys that cannot be part of a metric name are skipped (and logged once);
-// keys that would clash with a fixed family are skipped silently.
-func collectStats(m *metricSet, kind, name string, st map[string]any) {
+// addInfo adds a component's textual stats to upsbridge_component_info:
+// 1 with the text as the value label. Error texts are left out: every
+// distinct message would be a new series (they are in /api/state).
+func addInfo(f *metricname.Family, kind, name string, st map[string]any) {
 	keys := make([]string, 0, len(st))
-	for k := range st {
-		keys = append(keys, k)
+	for k, v := range st {
+		if _, ok := v.(string); ok && k != "error" && k != "problem" && !strings.HasSuffix(k, "_error") {
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if reserved[kind+"_"+k] {
+		f.Add(1, "key", k, "kind", kind, "name", name, "value", st[k].(string))
+	}
+}
+
+// gzipPool keeps gzip writers between scrapes: each one holds a few
+// hundred KB of compression state that would otherwise be garbage every
+// scrape. BestSpeed: the text is repetitive and compresses well anyway.
+var gzipPool = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return w
+}}
+
+// acceptsGzip reports whether an Accept-Encoding header allows gzip
+// (present, and not with q=0).
+func acceptsGzip(header string) bool {
+	for part := range strings.SplitSeq(header, ",") {
+		coding, params, _ := strings.Cut(part, ";")
+		if !strings.EqualFold(strings.TrimSpace(coding), "gzip") {
 			continue
 		}
-		if !validStatName(k) {
-			m.skip("upsbridge_"+kind+"_*", "a "+kind+" reported a stats key that is not ^[a-z][a-z0-9_]*$")
-			continue
-		}
-		v := st[k]
-		if str, ok := v.(string); ok {
-			if k == "error" || strings.HasSuffix(k, "_error") {
-				// Free text: as a label every distinct message would be a
-				// new series. It is in /api/state.
-				continue
+		for p := range strings.SplitSeq(params, ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+			if strings.EqualFold(k, "q") {
+				q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				return err == nil && q > 0
 			}
-			m.add(descInfo, 1, kind, name, k, str)
-			continue
 		}
-		f, ok := number(v)
-		if !ok {
-			continue
-		}
-		typ := gaugeType
-		if len(k) > 6 && k[len(k)-6:] == "_total" {
-			typ = counterType
-		}
-		m.add(newDesc("upsbridge_"+kind+"_"+k, fmt.Sprintf("Reported by the %s as %q.", kind, k), typ, kind), f, name)
+		return true
 	}
-}
-
-// number converts the numeric and bool types stats may hold.
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case bool:
-		return b2f(x), true
-	case int:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case uint:
-		return float64(x), true
-	case uint32:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	case float32:
-		return float64(x), true
-	case float64:
-		return x, true
-	case interface{ Seconds() float64 }: // time.Duration
-		return x.Seconds(), true
-	}
-	return 0, false
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
+	return false
 }

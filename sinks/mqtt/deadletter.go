@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/upsbridge/upsbridge/bridge"
@@ -139,12 +140,14 @@ type refusedBook struct {
 	seq   uint64
 	timer *time.Timer
 
+	// total counts the dead letters since start (the sink's metric).
+	total *metrics.Counter
+
 	mu     sync.Mutex
-	total  uint64
 	recent []DeadLetter
 }
 
-func newRefusedBook(dir string, attempts int, backoff time.Duration, maxBytes int64) *refusedBook {
+func newRefusedBook(dir string, attempts int, backoff time.Duration, maxBytes int64, total *metrics.Counter) *refusedBook {
 	if attempts <= 0 {
 		attempts = defaultRefusedAttempts
 	}
@@ -154,7 +157,7 @@ func newRefusedBook(dir string, attempts int, backoff time.Duration, maxBytes in
 	if maxBytes <= 0 {
 		maxBytes = defaultDeadLetterBytes
 	}
-	return &refusedBook{path: filepath.Join(dir, DeadLetterFile), maxBytes: maxBytes, attempts: attempts, backoff: backoff, retry: map[string]*retrying{}}
+	return &refusedBook{path: filepath.Join(dir, DeadLetterFile), maxBytes: maxBytes, attempts: attempts, backoff: backoff, retry: map[string]*retrying{}, total: total}
 }
 
 // key names a message's retry slot: a retained message replaces the one
@@ -242,8 +245,8 @@ func (b *refusedBook) setAside(m Message, attempts int, re *RefusedError, now ti
 	} else {
 		dl.Text = string(m.Payload[:min(len(m.Payload), maxStoredPayload)])
 	}
+	b.total.Inc()
 	b.mu.Lock()
-	b.total++
 	shown := dl
 	shown.Payload, shown.Text = nil, "" // /api/state shows what and why, not the body
 	b.recent = append(b.recent, shown)
@@ -284,13 +287,13 @@ func (b *refusedBook) write(dl *DeadLetter) error {
 func (b *refusedBook) stats() (uint64, []DeadLetter) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.total, append([]DeadLetter(nil), b.recent...)
+	return b.total.Get(), append([]DeadLetter(nil), b.recent...)
 }
 
 // onRefused handles one refusal of m: a retry later, or the dead-letter
 // file once the attempts are used up.
 func (s *Sink) onRefused(m Message, key string, prev int, re *RefusedError) {
-	s.stats.publishRefused.Add(1)
+	s.stats.publishRefused.Inc()
 	b := s.refused
 	if key == "" {
 		key = b.key(m)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -181,7 +182,7 @@ func TestRefusedSetAside(t *testing.T) {
 // one, and the dead-letter file rotates at its bound.
 func TestRefusedBook(t *testing.T) {
 	dir := t.TempDir()
-	b := newRefusedBook(dir, 2, time.Millisecond, 300)
+	b := newRefusedBook(dir, 2, time.Millisecond, 300, metrics.NewSet().NewCounter("test_dead_letters_total"))
 	now := time.Now()
 	m := Message{Topic: "p/ups/u/state", Payload: []byte(`{"a":1}`), Retain: true, QoS: 1}
 	re := &RefusedError{Code: 0x87, Reason: "not authorized"}

@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
@@ -85,6 +86,9 @@ type Options struct {
 	RefusedBackoff  time.Duration
 	DeadLetterBytes int64
 	Logger          *slog.Logger
+	// Metrics is the process's metrics set, where the sink registers its
+	// own (nil: a set of its own).
+	Metrics *metrics.Set
 }
 
 // Signer signs payloads in place (sets their sig field).
@@ -268,7 +272,7 @@ func New(opts Options) (*Sink, error) {
 			scanners = append(scanners, sc)
 		}
 	}
-	return &Sink{
+	s := &Sink{
 		scanners:  scanners,
 		opts:      opts,
 		log:       opts.Logger.With("sink", "mqtt"),
@@ -284,7 +288,9 @@ func New(opts Options) (*Sink, error) {
 		pubSeq:    map[string]uint64{},
 		wire:      mqttwire.Topics{Prefix: opts.TopicPrefix},
 		watch:     newWatchState(),
-	}, nil
+	}
+	s.stats.initMetrics(opts.Metrics)
+	return s, nil
 }
 
 // Name implements bridge.Sink.
@@ -302,7 +308,7 @@ func (s *Sink) Run(ctx context.Context, q *bridge.Queue) error {
 	}
 	defer sp.Close()
 	s.spool = sp
-	s.refused = newRefusedBook(s.opts.SpoolDir, s.opts.RefusedAttempts, s.opts.RefusedBackoff, s.opts.DeadLetterBytes)
+	s.refused = newRefusedBook(s.opts.SpoolDir, s.opts.RefusedAttempts, s.opts.RefusedBackoff, s.opts.DeadLetterBytes, s.stats.deadLetters)
 	s.stats.refused.Store(s.refused)
 	defer s.setAsideAll()
 	if n := sp.Len(); n > 0 {
@@ -665,7 +671,7 @@ func (s *Sink) publishTry(ctx context.Context, m Message, key string, prev int) 
 		return true
 	}
 	if err != nil {
-		s.stats.publishFailures.Add(1)
+		s.stats.publishFailures.Inc()
 		s.log.Warn("mqtt publish failed; will retry after reconnect", "topic", m.Topic, "err", err)
 		return false
 	}
@@ -742,7 +748,7 @@ func (s *Sink) shutdown(ctx context.Context) {
 func (s *Sink) handleInbound(ctx context.Context, wg *sync.WaitGroup, m inbound) {
 	if ups, kind, ok := s.parseCommandTopic(m.topic); ok {
 		if len(m.payload) > MaxCommandPayload {
-			s.stats.inboundRefused.Add(1)
+			s.stats.inboundRefused.Inc()
 			s.log.Warn("command refused: payload larger than the limit", "ups", ups, "topic", m.topic, "bytes", len(m.payload), "limit", MaxCommandPayload)
 			return
 		}
@@ -817,7 +823,7 @@ func validName(s string) bool {
 func (s *Sink) runCommand(ctx context.Context, ups, kind string, payload []byte) {
 	resp := CommandResponse{UPS: ups, TS: bridge.FormatTime(time.Now())}
 	reject := func(reason string) {
-		s.stats.commandsRejected.Add(1)
+		s.stats.commandsRejected.Inc()
 		s.log.Warn("command rejected", "ups", ups, "kind", kind, "reason", reason)
 		resp.Status, resp.Detail = "REJECTED", reason
 	}

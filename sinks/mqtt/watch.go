@@ -41,7 +41,8 @@ func (s *Sink) receive(topic string, payload []byte, retained bool) {
 	default:
 		// A flood must not become a flood of log lines: one warning per
 		// 10 s with the count since start.
-		n := s.stats.inboundDropped.Add(1)
+		s.stats.inboundDropped.Inc()
+		n := s.stats.inboundDropped.Get()
 		now := time.Now().UnixNano()
 		if last := s.dropLogAt.Load(); now-last >= int64(10*time.Second) && s.dropLogAt.CompareAndSwap(last, now) {
 			s.log.Warn("incoming messages dropped: handler busy", "topic", topic, "dropped_total", n)
@@ -164,7 +165,7 @@ func (s *Sink) watchState(ups string, payload []byte, retained bool) {
 // bridge). Called with
 // s.watch.mu held.
 func (s *Sink) duplicateLocked(ups, other string, retained bool) {
-	s.stats.duplicates.Add(1)
+	s.stats.duplicates.Inc()
 	now := time.Now()
 	key := ups + "\x00" + other
 	if last, ok := s.watch.warned[key]; ok && now.Sub(last) < time.Minute {

@@ -30,9 +30,9 @@ func FuzzWatchState(f *testing.F) {
 		if len(s.watch.foreign) > maxForeign || len(s.watch.warned) > maxForeign {
 			t.Fatal("unbounded maps")
 		}
-		before := s.stats.duplicates.Load()
+		before := s.stats.duplicates.Get()
 		s.watchState("u1", statePayload(t, "b1", 7, 3), false)
-		if s.stats.duplicates.Load() != before {
+		if s.stats.duplicates.Get() != before {
 			t.Fatal("own state counted as a duplicate")
 		}
 	})

@@ -54,17 +54,17 @@ func TestWatchStates(t *testing.T) {
 	s.watch.addOwn("u1", s)
 	s.watchState("u1", statePayload(t, "b1", 251, 0), false) // own echo
 	s.watchState("u1", statePayload(t, "b1", 100, 0), true)  // own earlier run, retained
-	if n := s.stats.duplicates.Load(); n != 0 {
+	if n := s.stats.duplicates.Get(); n != 0 {
 		t.Fatalf("own states counted as duplicates: %d", n)
 	}
 	s.watchState("u1", statePayload(t, "b2", 5, 0), false)   // another bridge, live
 	s.watchState("u1", statePayload(t, "b1", 300, 0), false) // a twin with this bridge's id
 	s.watchState("u1", statePayload(t, "b1", 100, 0), false) // an older twin, live
-	if n := s.stats.duplicates.Load(); n != 3 {
+	if n := s.stats.duplicates.Get(); n != 3 {
 		t.Fatalf("duplicates %d, want 3", n)
 	}
 	s.watch.addOwn("u3", s) // seen from b9 before it was known as own
-	if n := s.stats.duplicates.Load(); n != 4 {
+	if n := s.stats.duplicates.Get(); n != 4 {
 		t.Fatalf("duplicates %d after a foreign UPS became own, want 4", n)
 	}
 }

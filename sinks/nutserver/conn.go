@@ -154,7 +154,7 @@ func (c *conn) err(code string) { c.out = nutproto.AppendErr(c.out, code) }
 
 // request answers one parsed line.
 func (c *conn) request() action {
-	c.s.stats.requests.Add(1)
+	c.s.stats.requests.Inc()
 	if c.p.Err() != nil {
 		c.err(nutproto.ErrInvalidArgument)
 		return actNone
@@ -272,7 +272,7 @@ func (c *conn) authorize(op, ups, right, cmd string) bool {
 	now := time.Now()
 	ok, logNow, refused := c.s.lim.allow(c.ip, now)
 	if !ok {
-		c.s.stats.authFailures.Add(1)
+		c.s.stats.authFailures.Inc()
 		if logNow {
 			c.s.log.Warn("NUT server: too many failed logins from this address; credentials refused unchecked",
 				"remote", c.ip, "user", c.username, "refused", refused)
@@ -282,7 +282,7 @@ func (c *conn) authorize(op, ups, right, cmd string) bool {
 	u := c.s.checkPassword(c.username, c.password)
 	if u == nil {
 		c.s.lim.fail(c.ip, now)
-		c.s.stats.authFailures.Add(1)
+		c.s.stats.authFailures.Inc()
 		c.s.log.Warn("NUT server: authentication failed", "remote", c.ip, "user", c.username, "command", op, "nut_ups", ups)
 		return false
 	}

@@ -21,7 +21,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/internal/metricname"
 )
 
 // Bridge is what the server needs of the bridge: the command route to
@@ -62,6 +64,9 @@ type Options struct {
 	// Version is upsbridge's version, shown after upsd's in VER.
 	Version string
 	Logger  *slog.Logger
+	// Metrics is the process's metrics set, where the server registers
+	// its own (nil: a set of its own).
+	Metrics *metrics.Set
 
 	// IdleTimeout closes a connection that sent no complete line for this
 	// long (default 120 s; upsd uses 60 s, which makes a client polling
@@ -145,9 +150,22 @@ type Server struct {
 	cmdSem  chan struct{}
 	wg      sync.WaitGroup // connections and commands
 
+	// stats are the server's typed metrics (initMetrics).
 	stats struct {
-		accepted, refused, requests, authFailures atomic.Uint64
+		accepted, refused, requests, authFailures *metrics.Counter
 	}
+}
+
+// initMetrics registers the server's metrics as
+// upsbridge_sink_<key>{sink="nut_server"}, the keys of Stats.
+func (s *Server) initMetrics(set *metrics.Set) {
+	set = metricname.Set(set)
+	name := func(key string) string { return metricname.Series("upsbridge_sink_"+key, "sink", s.Name()) }
+	s.stats.accepted = set.GetOrCreateCounter(name("accepted_total"))
+	s.stats.refused = set.GetOrCreateCounter(name("refused_total"))
+	s.stats.requests = set.GetOrCreateCounter(name("requests_total"))
+	s.stats.authFailures = set.GetOrCreateCounter(name("auth_failures_total"))
+	set.GetOrCreateGauge(name("connections"), func() float64 { return float64(s.nconn.Load()) })
 }
 
 var (
@@ -197,6 +215,7 @@ func New(opts Options) (*Server, error) {
 		t.list = append(t.list, sl)
 	}
 	s.tab.Store(t)
+	s.initMetrics(opts.Metrics)
 	return s, nil
 }
 
@@ -311,10 +330,10 @@ func (s *Server) numLogins(sl *slot) (n int, ips []string) {
 func (s *Server) Stats() map[string]any {
 	return map[string]any{
 		"connections":         s.nconn.Load(),
-		"accepted_total":      s.stats.accepted.Load(),
-		"refused_total":       s.stats.refused.Load(),
-		"requests_total":      s.stats.requests.Load(),
-		"auth_failures_total": s.stats.authFailures.Load(),
+		"accepted_total":      s.stats.accepted.Get(),
+		"refused_total":       s.stats.refused.Get(),
+		"requests_total":      s.stats.requests.Get(),
+		"auth_failures_total": s.stats.authFailures.Get(),
 	}
 }
 
@@ -418,7 +437,7 @@ func (s *Server) accept(ctx context.Context, ln net.Listener) {
 		}
 		ip := remoteIP(nc)
 		if !s.allowed(ip) {
-			s.stats.refused.Add(1)
+			s.stats.refused.Inc()
 			if time.Since(refusedLog) > time.Minute {
 				refusedLog = time.Now()
 				s.log.Warn("NUT server: connection refused: address not in allow_from", "remote", ip.String())
@@ -427,7 +446,7 @@ func (s *Server) accept(ctx context.Context, ln net.Listener) {
 			continue
 		}
 		if int(s.nconn.Load()) >= s.opts.MaxConns {
-			s.stats.refused.Add(1)
+			s.stats.refused.Inc()
 			if time.Since(refusedLog) > time.Minute {
 				refusedLog = time.Now()
 				s.log.Warn("NUT server: too many connections; closing new ones", "max", s.opts.MaxConns, "remote", ip.String())
@@ -446,7 +465,7 @@ func (s *Server) accept(ctx context.Context, ln net.Listener) {
 		s.wg.Add(1)
 		s.mu.Unlock()
 		s.nconn.Add(1)
-		s.stats.accepted.Add(1)
+		s.stats.accepted.Inc()
 		go func() {
 			defer s.wg.Done()
 			c.serve()

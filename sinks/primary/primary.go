@@ -37,7 +37,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/internal/metricname"
 	"github.com/upsbridge/upsbridge/mqttwire"
 )
 
@@ -97,6 +99,9 @@ type Options struct {
 	Hosts     []HostCounter
 	MaxAgents int
 	Logger    *slog.Logger
+	// Metrics is the process's metrics set, where the primary registers
+	// its own (nil: a set of its own).
+	Metrics *metrics.Set
 }
 
 // Primary is the handshake sink. It is also an MQTT listener of agents'
@@ -112,7 +117,26 @@ type Primary struct {
 	changed  chan struct{} // closed and replaced when an agent's news arrives
 	lastWarn time.Time     // rate limit of warnings about bad agent states
 
-	handshakes, kills, killFailures, running atomic.Int64
+	// handshakes, kills and killFailures are the primary's typed metrics;
+	// running is read by a gauge.
+	handshakes, kills, killFailures *metrics.Counter
+	running                         atomic.Int64
+}
+
+// initMetrics registers the primary's metrics as
+// upsbridge_sink_<key>{sink="primary"}, the keys of Stats.
+func (p *Primary) initMetrics(set *metrics.Set) {
+	set = metricname.Set(set)
+	name := func(key string) string { return metricname.Series("upsbridge_sink_"+key, "sink", p.Name()) }
+	p.handshakes = set.GetOrCreateCounter(name("handshakes_total"))
+	p.kills = set.GetOrCreateCounter(name("kills_total"))
+	p.killFailures = set.GetOrCreateCounter(name("kill_failures_total"))
+	set.GetOrCreateGauge(name("handshakes_running"), func() float64 { return float64(p.running.Load()) })
+	set.GetOrCreateGauge(name("agents_known"), func() float64 {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return float64(len(p.agents))
+	})
 }
 
 // Stats implements bridge.StatsReporter (/metrics, /api/state).
@@ -123,9 +147,9 @@ func (p *Primary) Stats() map[string]any {
 	return map[string]any{
 		"agents_known":        agents,
 		"handshakes_running":  p.running.Load(),
-		"handshakes_total":    p.handshakes.Load(),
-		"kills_total":         p.kills.Load(),
-		"kill_failures_total": p.killFailures.Load(),
+		"handshakes_total":    p.handshakes.Get(),
+		"kills_total":         p.kills.Get(),
+		"kill_failures_total": p.killFailures.Get(),
 	}
 }
 
@@ -157,7 +181,7 @@ func New(opts Options) *Primary {
 	if opts.MaxAgents <= 0 {
 		opts.MaxAgents = DefaultMaxAgents
 	}
-	return &Primary{
+	p := &Primary{
 		opts:    opts,
 		log:     opts.Logger.With("sink", "primary"),
 		topics:  mqttwire.Topics{Prefix: opts.TopicPrefix},
@@ -165,6 +189,8 @@ func New(opts Options) *Primary {
 		latest:  map[string]*bridge.State{},
 		changed: make(chan struct{}),
 	}
+	p.initMetrics(opts.Metrics)
+	return p
 }
 
 var _ bridge.StatsReporter = (*Primary)(nil)
@@ -398,7 +424,7 @@ func sortedIDs(m map[string]verdict, done bool) []string {
 // handshake runs the steps after ups turned critical, until the kill or
 // until ctx ends (mains returned, or the bridge stops).
 func (p *Primary) handshake(ctx context.Context, ups string) {
-	p.handshakes.Add(1)
+	p.handshakes.Inc()
 	p.running.Add(1)
 	defer p.running.Add(-1)
 	fsdAt := time.Now()
@@ -568,7 +594,7 @@ func (p *Primary) kill(ctx context.Context, ups string) {
 		res, err := p.opts.Bridge.InstCmd(cctx, ups, "shutdown.return", "")
 		cancel()
 		if err == nil && accepted(res) {
-			p.kills.Add(1)
+			p.kills.Inc()
 			p.emit(ups, bridge.EventKillPower, "", "result", res.Status, "attempt", attempt)
 			return
 		}
@@ -581,7 +607,7 @@ func (p *Primary) kill(ctx context.Context, ups string) {
 			break // no retry can help
 		}
 	}
-	p.killFailures.Add(1)
+	p.killFailures.Inc()
 	p.emit(ups, bridge.EventKillPowerFailed, fmt.Sprintf("UPS %s: could not cut the load: %v", ups, lastErr), "err", lastErr)
 }
 

@@ -339,7 +339,7 @@ func TestHandshakeTimeline(t *testing.T) {
 					t.Errorf("the kill is not an event at its time\n%s", dump(calls))
 				}
 				st := r.p.Stats()
-				if st["handshakes_total"] != int64(1) || st["handshakes_running"] != int64(0) || (got >= 0) != (st["kills_total"] == int64(1)) {
+				if st["handshakes_total"] != uint64(1) || st["handshakes_running"] != int64(0) || (got >= 0) != (st["kills_total"] == uint64(1)) {
 					t.Errorf("stats %v", st)
 				}
 			})

@@ -155,5 +155,5 @@ func (c *Config) NewSource(env bridge.Env) (bridge.Source, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return New(*c, log), nil
+	return New(*c, log, env.Metrics), nil
 }

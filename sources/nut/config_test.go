@@ -62,12 +62,12 @@ func TestValidate(t *testing.T) {
 func TestPublishedID(t *testing.T) {
 	c := DefaultConfig()
 	c.ID, c.Address, c.UPS = "nas", "nas", "*"
-	s := New(*c, nil2())
+	s := New(*c, nil2(), nil)
 	if got := s.PublishedID("Rack.UPS 1"); got != "nas_rack_ups_1" {
 		t.Fatalf("PublishedID = %q", got)
 	}
 	c.UPS = "dummy"
-	if got := New(*c, nil2()).PublishedID("dummy"); got != "nas" {
+	if got := New(*c, nil2(), nil).PublishedID("dummy"); got != "nas" {
 		t.Fatalf("single PublishedID = %q", got)
 	}
 }

@@ -2,6 +2,7 @@ package nut
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/upsbridge/upsbridge/bridge"
 )
 
@@ -91,7 +93,13 @@ func manyUPS(n, nvars int) func(w *bufio.Writer, req string) {
 
 func runSource(t *testing.T, cfg *Config) (*Source, <-chan bridge.Update) {
 	t.Helper()
-	s := New(*cfg, slogDiscard())
+	return runSourceIn(t, cfg, nil)
+}
+
+// runSourceIn is runSource with the source's metrics in set.
+func runSourceIn(t *testing.T, cfg *Config, set *metrics.Set) (*Source, <-chan bridge.Update) {
+	t.Helper()
+	s := New(*cfg, slogDiscard(), set)
 	s.tm.discover = 50 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	out := make(chan bridge.Update, 1024)
@@ -140,10 +148,26 @@ func TestMaxUPS(t *testing.T) {
 	addr := fakeUpsd(t, manyUPS(300, 3))
 	cfg := DefaultConfig()
 	cfg.ID, cfg.Address, cfg.UPS, cfg.MaxUPS = "hostile", addr, "*", 20
-	s, _ := runSource(t, cfg)
+	set := metrics.NewSet()
+	s, _ := runSourceIn(t, cfg, set)
 	st := waitStats(t, s, "20 pollers, 280 over the limit", func(st map[string]any) bool {
 		return st["ups_polled"] == int64(20) && st["ups_over_limit"] == int64(280) && st["polls_total"].(uint64) >= 40
 	})
+	// The same numbers are the source's own metrics, typed.
+	var buf bytes.Buffer
+	set.WritePrometheus(&buf)
+	for _, want := range []string{
+		"# TYPE upsbridge_source_polls_total counter\n",
+		"# TYPE upsbridge_source_ups_polled gauge\n",
+		`upsbridge_source_ups_polled{source="hostile"} 20` + "\n",
+		`upsbridge_source_ups_over_limit{source="hostile"} 280` + "\n",
+		`upsbridge_source_limit_errors_total{source="hostile"} `,
+		`upsbridge_source_connected{source="hostile"} `,
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		}
+	}
 	if n := st["connections_open"].(int); n > 20+1 {
 		t.Fatalf("%d connections open for 20 UPSes and the listing", n)
 	}

@@ -18,8 +18,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/internal/metricname"
 	"github.com/upsbridge/upsbridge/sources/nut/client"
 )
 
@@ -57,17 +60,41 @@ type Source struct {
 	stats pollStats
 }
 
-// pollStats are the source's counters for Stats; atomics, since Stats is
-// called from the HTTP server while pollers run.
+// pollStats are the source's numbers for /metrics and Stats, safe to read
+// while pollers run. The counters are the source's typed metrics; the
+// gauges of initMetrics read the atomics.
 type pollStats struct {
-	polls, pollErrors, connects atomic.Uint64
+	polls, pollErrors, connects *metrics.Counter
 	lastPoll                    atomic.Int64 // duration of the latest LIST VAR, ns
 	pollers, conns              atomic.Int64 // running pollers, their open connections
 	// limitErrors counts replies and listings refused for a bound
 	// (lines, bytes, variables, connections); overLimit is how many UPS
 	// names of the latest LIST UPS were beyond max_ups.
-	limitErrors atomic.Uint64
+	limitErrors *metrics.Counter
 	overLimit   atomic.Int64
+}
+
+// initMetrics registers the source's metrics in set (the process's, which
+// /metrics writes), as upsbridge_source_<name>{source="<id>"}.
+func (s *Source) initMetrics(set *metrics.Set) {
+	set = metricname.Set(set)
+	st := &s.stats
+	name := func(key string) string { return metricname.Series("upsbridge_source_"+key, "source", s.cfg.ID) }
+	st.polls = set.GetOrCreateCounter(name("polls_total"))
+	st.pollErrors = set.GetOrCreateCounter(name("poll_errors_total"))
+	st.connects = set.GetOrCreateCounter(name("connects_total"))
+	st.limitErrors = set.GetOrCreateCounter(name("limit_errors_total"))
+	set.GetOrCreateGauge(name("ups_polled"), func() float64 { return float64(st.pollers.Load()) })
+	set.GetOrCreateGauge(name("last_poll_seconds"), func() float64 { return time.Duration(st.lastPoll.Load()).Seconds() })
+	set.GetOrCreateGauge(name("connected"), func() float64 { return metricname.Bool(s.connected()) })
+	set.GetOrCreateGauge(name("ups_over_limit"), func() float64 { return float64(st.overLimit.Load()) })
+	set.GetOrCreateGauge(name("connections_open"), func() float64 { return float64(len(s.slots)) })
+}
+
+// connected reports whether every poller has its connection to upsd.
+func (s *Source) connected() bool {
+	pollers, conns := s.stats.pollers.Load(), s.stats.conns.Load()
+	return pollers > 0 && conns == pollers
 }
 
 var (
@@ -79,8 +106,9 @@ var (
 	_ bridge.PrimaryReporter  = (*Source)(nil)
 )
 
-// New returns a source for a validated configuration.
-func New(cfg Config, log *slog.Logger) *Source {
+// New returns a source for a validated configuration, with its metrics in
+// set (nil: a set of its own).
+func New(cfg Config, log *slog.Logger, set *metrics.Set) *Source {
 	timeout := min(max(5*cfg.PollInterval, 2*time.Second), 10*time.Second)
 	if cfg.MaxUPS <= 0 {
 		cfg.MaxUPS = DefaultMaxUPS
@@ -104,6 +132,7 @@ func New(cfg Config, log *slog.Logger) *Source {
 		slots: make(chan struct{}, cfg.maxConnections()),
 	}
 	s.opts.Dialer = &slotDialer{s: s}
+	s.initMetrics(set)
 	return s
 }
 
@@ -118,7 +147,7 @@ func (d *slotDialer) DialContext(ctx context.Context, network, addr string) (net
 	select {
 	case d.s.slots <- struct{}{}:
 	default:
-		d.s.stats.limitErrors.Add(1)
+		d.s.stats.limitErrors.Inc()
 		return nil, fmt.Errorf("%w: the source already holds %d connections to upsd (max_connections)", client.ErrLimit, cap(d.s.slots))
 	}
 	nc, err := d.d.DialContext(ctx, network, addr)
@@ -163,16 +192,15 @@ func (s *Source) ID() string { return s.cfg.ID }
 // to upsd, the latest LIST VAR round trip, and "connected" while every
 // poller has its connection to upsd.
 func (s *Source) Stats() map[string]any {
-	pollers, conns := s.stats.pollers.Load(), s.stats.conns.Load()
 	return map[string]any{
 		"server":             s.cfg.Address,
-		"ups_polled":         pollers,
-		"polls_total":        s.stats.polls.Load(),
-		"poll_errors_total":  s.stats.pollErrors.Load(),
-		"connects_total":     s.stats.connects.Load(),
+		"ups_polled":         s.stats.pollers.Load(),
+		"polls_total":        s.stats.polls.Get(),
+		"poll_errors_total":  s.stats.pollErrors.Get(),
+		"connects_total":     s.stats.connects.Get(),
 		"last_poll_seconds":  time.Duration(s.stats.lastPoll.Load()).Seconds(),
-		"connected":          pollers > 0 && conns == pollers,
-		"limit_errors_total": s.stats.limitErrors.Load(),
+		"connected":          s.connected(),
+		"limit_errors_total": s.stats.limitErrors.Get(),
 		"ups_over_limit":     s.stats.overLimit.Load(),
 		"connections_open":   len(s.slots),
 	}
@@ -331,7 +359,7 @@ func (s *Source) poll(ctx context.Context, out chan<- bridge.Update, id, name st
 			}
 			p.conn = c
 			s.stats.conns.Add(1)
-			s.stats.connects.Add(1)
+			s.stats.connects.Inc()
 			p.infoAt = time.Time{}
 		}
 		start := time.Now()
@@ -339,12 +367,12 @@ func (s *Source) poll(ctx context.Context, out chan<- bridge.Update, id, name st
 		vars, err := p.listVar(ctx)
 		s.stats.lastPoll.Store(int64(time.Since(start)))
 		if errors.Is(err, client.ErrLimit) {
-			s.stats.limitErrors.Add(1)
+			s.stats.limitErrors.Inc()
 		}
 		if err != nil {
-			s.stats.pollErrors.Add(1)
+			s.stats.pollErrors.Inc()
 		} else {
-			s.stats.polls.Add(1)
+			s.stats.polls.Inc()
 		}
 		switch {
 		case err == nil:
@@ -641,7 +669,7 @@ func (s *Source) discover(ctx context.Context, out chan<- bridge.Update) error {
 		list, err := conn.ListUPS(ctx)
 		if err != nil {
 			if errors.Is(err, client.ErrLimit) {
-				s.stats.limitErrors.Add(1)
+				s.stats.limitErrors.Inc()
 			}
 			s.log.Warn("cannot list UPSes", "err", err)
 			if conn.Err() != nil {
@@ -659,7 +687,7 @@ func (s *Source) discover(ctx context.Context, out chan<- bridge.Update) error {
 			// Keep the UPSes already polled, then the first names listed.
 			sort.SliceStable(list, func(i, j int) bool { return pollers[list[i].Name] != nil && pollers[list[j].Name] == nil })
 			if s.stats.overLimit.Swap(int64(over)) != int64(over) {
-				s.stats.limitErrors.Add(1)
+				s.stats.limitErrors.Inc()
 				s.log.Error("upsd lists more UPSes than max_ups; the rest are not polled", "listed", len(list), "max_ups", s.cfg.MaxUPS, "not_polled", over)
 			}
 			list = list[:s.cfg.MaxUPS]

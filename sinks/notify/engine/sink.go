@@ -82,6 +82,7 @@ func New(env bridge.Env, c *Common, svc Service, secrets ...string) (*Sink, erro
 		lim:  limiter{limit: c.RateLimit, window: c.RateWindow},
 		done: map[int64]bool{},
 	}
+	s.st.initMetrics(env.Metrics, s.Name())
 	if env.StateDir != "" {
 		s.dir = filepath.Join(env.StateDir, "notify-"+c.Name)
 	}
@@ -322,7 +323,7 @@ func (s *Sink) deliver(ctx context.Context) {
 			continue
 		}
 		if avail := s.lim.available(now); avail == 0 {
-			s.st.rateLimited.Add(1)
+			s.st.rateLimited.Inc()
 			s.wait(ctx, s.lim.nextFree(), false)
 			continue
 		}

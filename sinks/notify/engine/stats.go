@@ -4,30 +4,55 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/upsbridge/upsbridge/internal/metricname"
 )
 
 // sinkStats are a notifier's numbers for /metrics and /api/state. They are
 // written by the notifier's own goroutines (ingest and deliver) and read by
 // the HTTP server's, so every field is atomic; nothing here is held across
-// a send.
+// a send. The counters are the notifier's typed metrics (initMetrics).
 type sinkStats struct {
+	set  *metrics.Set
+	name func(key string) string // the series of a key
+	// lastOnce registers the last_success/last_error gauges at the first
+	// delivery or failure: before that they have no value to show.
+	successOnce, errorOnce sync.Once
+
 	// depth mirrors the disk queue's length. depthMu orders the refreshes
 	// (read the spool's length, then store it) so that two goroutines
 	// refreshing after their own change cannot leave an older length last.
 	depthMu sync.Mutex
 	depth   atomic.Int64
 
-	sent        atomic.Uint64 // messages delivered (a digest or blip is one)
-	eventsSent  atomic.Uint64 // events delivered (a digest of 12 is 12)
-	digests     atomic.Uint64 // digest messages delivered
-	failures    atomic.Uint64 // failed attempts, whatever the kind
-	dropped     atomic.Uint64 // events given up on (see Stats)
-	rateLimited atomic.Uint64 // times delivery paused at the rate limit
-	isRefused   atomic.Bool   // the service refuses the notifier's credentials now
+	sent        *metrics.Counter // messages delivered (a digest or blip is one)
+	eventsSent  *metrics.Counter // events delivered (a digest of 12 is 12)
+	digests     *metrics.Counter // digest messages delivered
+	failures    *metrics.Counter // failed attempts, whatever the kind
+	dropped     *metrics.Counter // events given up on (see Stats)
+	rateLimited *metrics.Counter // times delivery paused at the rate limit
+	isRefused   atomic.Bool      // the service refuses the notifier's credentials now
 
 	lastSuccess atomic.Int64 // unix nanoseconds; 0: never
 	lastErrorAt atomic.Int64 // unix nanoseconds; 0: never
 	lastError   atomic.Pointer[string]
+}
+
+// initMetrics registers the notifier's metrics in set (the process's, which
+// /metrics writes; nil: a set of its own) as
+// upsbridge_sink_<key>{sink="<sink name>"}, with the keys Stats documents.
+func (st *sinkStats) initMetrics(set *metrics.Set, sink string) {
+	st.set = metricname.Set(set)
+	st.name = func(key string) string { return metricname.Series("upsbridge_sink_"+key, "sink", sink) }
+	st.sent = st.set.GetOrCreateCounter(st.name("sent_total"))
+	st.eventsSent = st.set.GetOrCreateCounter(st.name("events_sent_total"))
+	st.digests = st.set.GetOrCreateCounter(st.name("digests_total"))
+	st.failures = st.set.GetOrCreateCounter(st.name("failures_total"))
+	st.dropped = st.set.GetOrCreateCounter(st.name("dropped_total"))
+	st.rateLimited = st.set.GetOrCreateCounter(st.name("rate_limited_total"))
+	st.set.GetOrCreateGauge(st.name("queue_depth"), func() float64 { return float64(st.depth.Load()) })
+	st.set.GetOrCreateGauge(st.name("refused"), func() float64 { return metricname.Bool(st.isRefused.Load()) })
 }
 
 // refreshDepth stores the disk queue's current length. Call it after every
@@ -43,28 +68,36 @@ func (s *Sink) refreshDepth() {
 
 // noteSuccess counts a delivered message.
 func (s *Sink) noteSuccess(m Message, digest bool) {
-	s.st.sent.Add(1)
-	s.st.eventsSent.Add(uint64(len(m.Records)))
+	st := &s.st
+	st.sent.Inc()
+	st.eventsSent.Add(len(m.Records))
 	if digest {
-		s.st.digests.Add(1)
+		st.digests.Inc()
 	}
-	s.st.lastSuccess.Store(time.Now().UnixNano())
+	st.lastSuccess.Store(time.Now().UnixNano())
+	st.successOnce.Do(func() {
+		st.set.GetOrCreateGauge(st.name("last_success_seconds"), func() float64 { return unixSeconds(st.lastSuccess.Load()) })
+	})
 	s.st.isRefused.Store(false)
 }
 
 // noteFailure counts a failed attempt. err is the error attempt returned,
 // which already has the notifier's secrets removed (the text the logs show).
 func (s *Sink) noteFailure(err error) {
-	s.st.failures.Add(1)
+	st := &s.st
+	st.failures.Inc()
 	msg := err.Error()
-	s.st.lastError.Store(&msg)
-	s.st.lastErrorAt.Store(time.Now().UnixNano())
+	st.lastError.Store(&msg)
+	st.lastErrorAt.Store(time.Now().UnixNano())
+	st.errorOnce.Do(func() {
+		st.set.GetOrCreateGauge(st.name("last_error_seconds"), func() float64 { return unixSeconds(st.lastErrorAt.Load()) })
+	})
 }
 
 // noteDropped counts n events given up on.
 func (s *Sink) noteDropped(n int) {
 	if n > 0 {
-		s.st.dropped.Add(uint64(n))
+		s.st.dropped.Add(n)
 	}
 }
 
@@ -103,12 +136,12 @@ func (s *Sink) Stats() map[string]any {
 	st := &s.st
 	out := map[string]any{
 		"queue_depth":        st.depth.Load(),
-		"sent_total":         st.sent.Load(),
-		"events_sent_total":  st.eventsSent.Load(),
-		"digests_total":      st.digests.Load(),
-		"rate_limited_total": st.rateLimited.Load(),
-		"failures_total":     st.failures.Load(),
-		"dropped_total":      st.dropped.Load(),
+		"sent_total":         st.sent.Get(),
+		"events_sent_total":  st.eventsSent.Get(),
+		"digests_total":      st.digests.Get(),
+		"rate_limited_total": st.rateLimited.Get(),
+		"failures_total":     st.failures.Get(),
+		"dropped_total":      st.dropped.Get(),
 		"refused":            st.isRefused.Load(),
 	}
 	if t := st.lastSuccess.Load(); t != 0 {
