@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/upsbridge/upsbridge/agent/policy"
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/internal/agent/policy"
 )
 
 // agentStats are the agent's numbers for observers. The policy is not safe
