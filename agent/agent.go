@@ -1,7 +1,8 @@
 // Package agent is the shutdown agent: it takes the news its intake
-// accepted (agent/intake, through a [news.Source]), feeds it to the policy
-// (agent/policy), persists progress (agent/statefile), carries out the
-// decisions (agent/executor) and publishes its state and events.
+// accepted (internal/agent/intake, through a [news.Source]), feeds it to the
+// policy (internal/agent/policy), persists progress
+// (internal/agent/statefile), carries out the decisions
+// (internal/agent/executor) and publishes its state and events.
 //
 // Time is the agent's own: every duration the policy sees is measured on
 // the agent's monotonic clock ([Clock]) from the moment news was received.
@@ -20,10 +21,10 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/upsbridge/upsbridge/agent/executor"
-	"github.com/upsbridge/upsbridge/agent/news"
-	"github.com/upsbridge/upsbridge/agent/policy"
-	"github.com/upsbridge/upsbridge/agent/statefile"
+	"github.com/upsbridge/upsbridge/internal/agent/executor"
+	"github.com/upsbridge/upsbridge/internal/agent/news"
+	"github.com/upsbridge/upsbridge/internal/agent/policy"
+	"github.com/upsbridge/upsbridge/internal/agent/statefile"
 	"github.com/upsbridge/upsbridge/mqttwire"
 )
 

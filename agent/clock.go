@@ -3,7 +3,7 @@ package agent
 import (
 	"time"
 
-	"github.com/upsbridge/upsbridge/agent/policy"
+	"github.com/upsbridge/upsbridge/internal/agent/policy"
 )
 
 // Clock is the agent's clock. Decisions use only its monotonic part; the

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/upsbridge/upsbridge/agent/policy"
 	"github.com/upsbridge/upsbridge/bridge/signing"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/internal/agent/policy"
 )
 
 // The agent section registers itself, so package config imports nothing of

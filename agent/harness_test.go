@@ -14,9 +14,9 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/upsbridge/upsbridge/agent/news"
-	"github.com/upsbridge/upsbridge/agent/policy"
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/internal/agent/news"
+	"github.com/upsbridge/upsbridge/internal/agent/policy"
 	"github.com/upsbridge/upsbridge/mqttwire"
 )
 

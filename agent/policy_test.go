@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/agent/news"
-	"github.com/upsbridge/upsbridge/agent/policy"
+	"github.com/upsbridge/upsbridge/internal/agent/news"
+	"github.com/upsbridge/upsbridge/internal/agent/policy"
 	"github.com/upsbridge/upsbridge/mqttwire"
 )
 

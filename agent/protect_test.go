@@ -10,7 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/upsbridge/upsbridge/agent/statefile"
+	"github.com/upsbridge/upsbridge/internal/agent/statefile"
 	"github.com/upsbridge/upsbridge/mqttwire"
 )
 

@@ -5,7 +5,7 @@ package hass
 // home-assistant/core (mqtt/discovery.py and schemas.py, sensor/const.py DEVICE_CLASS_UNITS and
 // DEVICE_CLASS_STATE_CLASSES, binary_sensor/__init__.py, button/__init__.py)
 // at HAVersion. The generator uses them to pick units; the conformance
-// checker (hass/hacheck) validates against them. Update them together.
+// checker (internal/hacheck) validates against them. Update them together.
 
 // HAVersion is the Home Assistant release the lists below were taken from.
 const HAVersion = "2026.8"

@@ -17,9 +17,9 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/hass"
-	"github.com/upsbridge/upsbridge/hass/hacheck"
+	"github.com/upsbridge/upsbridge/internal/datadir"
+	"github.com/upsbridge/upsbridge/internal/hacheck"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	"github.com/upsbridge/upsbridge/test/datadir"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")

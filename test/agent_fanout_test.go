@@ -12,8 +12,8 @@ import (
 	"github.com/upsbridge/upsbridge/internal/mqttconn"
 
 	"github.com/upsbridge/upsbridge/agent"
-	"github.com/upsbridge/upsbridge/agent/intake"
-	"github.com/upsbridge/upsbridge/agent/policy"
+	"github.com/upsbridge/upsbridge/internal/agent/intake"
+	"github.com/upsbridge/upsbridge/internal/agent/policy"
 )
 
 // nopExec records nothing and runs nothing: the fan-out measures decisions.

@@ -15,13 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/agent/intake"
-	"github.com/upsbridge/upsbridge/agent/news"
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/bridge/signing"
+	"github.com/upsbridge/upsbridge/internal/agent/intake"
+	"github.com/upsbridge/upsbridge/internal/agent/news"
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/internal/mqttconn"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 // The flood runs in a child process (this test binary, re-run with

@@ -17,8 +17,8 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/bridge/signing"
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 // agentRig is a real mosquitto, a scripted "bridge" publishing state

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/harness"
 )
 
 // TestBridgeKeepsPublishingUnderFlood: a hostile client floods every topic

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/harness"
 )
 
 // The README's first command: `upsbridge demo` runs the embedded broker, a

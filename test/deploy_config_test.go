@@ -11,8 +11,8 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/sources/nut"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 // secretFiles stands in for the files the sample configs name under
@@ -82,7 +82,7 @@ func TestDeploySampleConfigs(t *testing.T) {
 // programs of those files live on the user's host; here they are created.
 func TestDeployImportUpsmonPassesCheckConfig(t *testing.T) {
 	bin := harness.Binary(t)
-	td := filepath.Join(harness.RepoRoot(t), "config", "upsmon", "testdata")
+	td := filepath.Join(harness.RepoRoot(t), "internal", "importer", "upsmon", "testdata")
 	tests := []struct {
 		upsmon, upssched string
 		want             []string

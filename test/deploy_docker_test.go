@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/harness"
 )
 
 // TestDeployDockerfileRules checks the rules the image must keep (hadolint

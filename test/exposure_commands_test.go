@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/harness"
 )
 
 // shutdownDev is a UPS whose shutdown thresholds and delays dummy-ups lets

@@ -14,7 +14,7 @@
 #      By default (what CI runs, since the whole suite already ran on this
 #      commit in the step before): the same command, given the packages
 #      whose tests read files of the repository (those importing
-#      test/datadir, which finds testdata/), plus the tests of test/ that
+#      internal/datadir, which finds testdata/), plus the tests of test/ that
 #      read the repository's files (curated device dumps, deploy/, README
 #      and docs/ with their examples, the demo). These are what a missing or
 #      untracked file breaks; the rest reads nothing outside its package.
@@ -75,7 +75,7 @@ if [ "${FRESH_CLONE_TESTS:-subset}" = full ]; then
 	bash -c "${cmds[1]}"
 else
 	mapfile -t pkgs < <(go list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... |
-		awk '$1 !~ /\/test$/ && / github.com\/upsbridge\/upsbridge\/test\/datadir( |$)/ {print $1}')
+		awk '$1 !~ /\/test$/ && / github.com\/upsbridge\/upsbridge\/internal\/datadir( |$)/ {print $1}')
 	[ "${#pkgs[@]}" -ge 5 ] || { echo "found ${#pkgs[@]} packages reading test data, want at least 5" >&2; exit 1; }
 	echo "   packages reading repository files: ${pkgs[*]}"
 	bash -c "${cmds[1]} \"\$@\"" _ "${pkgs[@]}"

@@ -15,8 +15,8 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/upsbridge/upsbridge/hass/hacheck"
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/hacheck"
+	"github.com/upsbridge/upsbridge/internal/harness"
 )
 
 // hassPublisher is a plain MQTT client for the tests: it plays Home

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/harness"
 )
 
 // TestHostileMQTTClient: a client on the broker floods every topic the

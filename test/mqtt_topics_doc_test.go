@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 // documentedTopics reads the table of docs/mqtt-topics.md: the kinds of

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/sources/nut/client"
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/harness"
+	"github.com/upsbridge/upsbridge/internal/nut/client"
 )
 
 const baseDev = `ups.mfr: Example

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/internal/datadir"
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/sources/nut"
-	"github.com/upsbridge/upsbridge/test/datadir"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 // The curated device dumps of the repository served by dummy-ups through

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/sinks/mqtt"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 // nutBridgeConfig is a bridge reading one NUT source and publishing to the

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/harness"
 )
 
 // TestNUTMeasureCPU measures a non-race upsbridge polling NUT at 1 s: CPU

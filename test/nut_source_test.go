@@ -14,8 +14,8 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/sources/nut"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 // updates collects what a source sends.

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/test/datadir"
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/datadir"
+	"github.com/upsbridge/upsbridge/internal/harness"
 )
 
 // Equality over the curated device dumps of the repository: each served by

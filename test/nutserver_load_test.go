@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/harness"
 )
 
 // rssKB reads a process's resident memory.

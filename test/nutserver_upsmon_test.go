@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/harness"
 )
 
 // realUpsmon is Debian's upsmon in its own config folder, in the

@@ -16,11 +16,11 @@ import (
 
 	"github.com/upsbridge/upsbridge/agent"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/internal/harness"
 	_ "github.com/upsbridge/upsbridge/sinks/notify"
 	_ "github.com/upsbridge/upsbridge/sources/nut"
 	_ "github.com/upsbridge/upsbridge/sources/sim"
 	_ "github.com/upsbridge/upsbridge/sources/usbhid"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 var printDocRows = flag.Bool("docs-print", false, "print the reference rows the code expects (to start a missing section)")

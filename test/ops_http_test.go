@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/sinks/httpapi"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 // httpGet returns the status and body of a GET.

@@ -14,8 +14,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/sinks/httpapi"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 // labelsOf returns the labels of the first sample of family name whose

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 // TestBridgePrimaryWaitsForNUTSecondaries: the bridge is the primary of a

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 // The bridge's side of #13 with real peers: mosquitto, upsd + dummy-ups,

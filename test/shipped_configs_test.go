@@ -18,8 +18,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/upsbridge/upsbridge/config"
-	"github.com/upsbridge/upsbridge/test/datadir"
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/datadir"
+	"github.com/upsbridge/upsbridge/internal/harness"
 )
 
 // shippedConfig is a configuration the project ships: a file of deploy/ or

@@ -15,9 +15,9 @@ import (
 	"github.com/upsbridge/upsbridge/internal/mqttconn"
 
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/mqttwire"
 	"github.com/upsbridge/upsbridge/sinks/mqtt"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 func eventTypes(msgs []harness.Msg, topic string) []string {

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/agent"
-	"github.com/upsbridge/upsbridge/agent/news"
-	"github.com/upsbridge/upsbridge/agent/policy"
 	"github.com/upsbridge/upsbridge/bridge"
+	"github.com/upsbridge/upsbridge/internal/agent/news"
+	"github.com/upsbridge/upsbridge/internal/agent/policy"
 	"github.com/upsbridge/upsbridge/mqttwire"
 	"github.com/upsbridge/upsbridge/sources/sim"
 )

@@ -15,10 +15,10 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
+	"github.com/upsbridge/upsbridge/internal/hid/hidmap"
+	"github.com/upsbridge/upsbridge/internal/hid/hidparse"
+	"github.com/upsbridge/upsbridge/internal/hid/usb"
 	"github.com/upsbridge/upsbridge/sources/usbhid"
-	"github.com/upsbridge/upsbridge/sources/usbhid/hidmap"
-	"github.com/upsbridge/upsbridge/sources/usbhid/hidparse"
-	"github.com/upsbridge/upsbridge/sources/usbhid/usb"
 )
 
 func init() {

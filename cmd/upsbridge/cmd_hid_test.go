@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/upsbridge/upsbridge/test/datadir"
+	"github.com/upsbridge/upsbridge/internal/datadir"
 )
 
 func TestHIDDecode(t *testing.T) {

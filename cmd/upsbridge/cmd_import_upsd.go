@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/upsbridge/upsbridge/config/upsd"
-	"github.com/upsbridge/upsbridge/config/upsmon"
+	"github.com/upsbridge/upsbridge/internal/importer/upsd"
+	"github.com/upsbridge/upsbridge/internal/importer/upsmon"
 )
 
 func init() {

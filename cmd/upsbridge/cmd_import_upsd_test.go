@@ -12,7 +12,7 @@ import (
 )
 
 func TestImportUpsd(t *testing.T) {
-	td := filepath.Join("..", "..", "config", "upsd", "testdata")
+	td := filepath.Join("..", "..", "internal", "importer", "upsd", "testdata")
 	var out, errb bytes.Buffer
 	io := stdio{Stdout: &out, Stderr: &errb}
 	args := []string{"import-upsd", "--users", filepath.Join(td, "synology.upsd.users"), "--ups", filepath.Join(td, "synology.ups.conf")}

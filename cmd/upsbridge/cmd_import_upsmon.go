@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/upsbridge/upsbridge/config/upsmon"
+	"github.com/upsbridge/upsbridge/internal/importer/upsmon"
 )
 
 func init() {

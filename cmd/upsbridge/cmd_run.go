@@ -13,7 +13,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
-	"github.com/upsbridge/upsbridge/sinks/mqtt/broker"
+	"github.com/upsbridge/upsbridge/internal/broker"
 )
 
 func init() {

@@ -13,13 +13,13 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/upsbridge/upsbridge/agent"
-	"github.com/upsbridge/upsbridge/agent/executor"
-	"github.com/upsbridge/upsbridge/agent/intake"
-	"github.com/upsbridge/upsbridge/agent/statefile"
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/bridge/signing"
 	"github.com/upsbridge/upsbridge/config"
 	"github.com/upsbridge/upsbridge/hass"
+	"github.com/upsbridge/upsbridge/internal/agent/executor"
+	"github.com/upsbridge/upsbridge/internal/agent/intake"
+	"github.com/upsbridge/upsbridge/internal/agent/statefile"
 	"github.com/upsbridge/upsbridge/mqttwire"
 )
 

@@ -20,7 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/upsbridge/upsbridge/bridge"
-	"github.com/upsbridge/upsbridge/test/datadir"
+	"github.com/upsbridge/upsbridge/internal/datadir"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")

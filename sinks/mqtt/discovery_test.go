@@ -13,9 +13,9 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/hass"
-	"github.com/upsbridge/upsbridge/hass/hacheck"
+	"github.com/upsbridge/upsbridge/internal/hacheck"
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/internal/mqttconn"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 type fakeClock struct{ t time.Time }

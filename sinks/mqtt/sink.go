@@ -36,8 +36,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/upsbridge/upsbridge/bridge"
-	"github.com/upsbridge/upsbridge/bridge/spool"
 	"github.com/upsbridge/upsbridge/internal/mqttconn"
+	"github.com/upsbridge/upsbridge/internal/spool"
 	"github.com/upsbridge/upsbridge/mqttwire"
 )
 

@@ -20,7 +20,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
+	"github.com/upsbridge/upsbridge/internal/notify/engine"
 )
 
 // EmailConfig is the `type: email` notifier: SMTP with STARTTLS (port 587)

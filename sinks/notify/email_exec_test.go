@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
+	"github.com/upsbridge/upsbridge/internal/notify/engine"
 )
 
 // smtpServer is a minimal SMTP server for tests: EHLO, STARTTLS, AUTH

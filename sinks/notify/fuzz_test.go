@@ -9,7 +9,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
+	"github.com/upsbridge/upsbridge/internal/notify/engine"
 )
 
 // cannedTransport answers every request with one status and body, without

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
+	"github.com/upsbridge/upsbridge/internal/notify/engine"
 )
 
 func writeFile(p, s string) error { return os.WriteFile(p, []byte(s), 0o600) }

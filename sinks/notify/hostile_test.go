@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/config"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
+	"github.com/upsbridge/upsbridge/internal/notify/engine"
 )
 
 // TestHostileEndpoint: a notifier endpoint that hangs, answers 1 GB or

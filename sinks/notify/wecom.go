@@ -10,7 +10,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
-	"github.com/upsbridge/upsbridge/sinks/notify/engine"
+	"github.com/upsbridge/upsbridge/internal/notify/engine"
 )
 
 // WeComConfig is the `type: wecom` notifier: a WeCom (WeChat Work) group

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/upsbridge/upsbridge/bridge"
-	"github.com/upsbridge/upsbridge/sinks/nutserver/nutproto"
+	"github.com/upsbridge/upsbridge/internal/nutproto"
 )
 
 // upsdVersion is the upsd release whose behaviour the server reproduces

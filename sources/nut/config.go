@@ -11,7 +11,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
-	"github.com/upsbridge/upsbridge/sources/nut/client"
+	"github.com/upsbridge/upsbridge/internal/nut/client"
 )
 
 // Config is the `type: nut` source's configuration.

@@ -23,7 +23,7 @@ import (
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
 	"github.com/upsbridge/upsbridge/internal/metricname"
-	"github.com/upsbridge/upsbridge/sources/nut/client"
+	"github.com/upsbridge/upsbridge/internal/nut/client"
 )
 
 // Timings a test may shorten.

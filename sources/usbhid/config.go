@@ -11,7 +11,7 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
-	"github.com/upsbridge/upsbridge/sources/usbhid/usb"
+	"github.com/upsbridge/upsbridge/internal/hid/usb"
 )
 
 // HexID is a USB vendor or product id written in hex ("051d" or "0x051d").

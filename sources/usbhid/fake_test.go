@@ -8,9 +8,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/upsbridge/upsbridge/sources/usbhid/hidparse"
-	"github.com/upsbridge/upsbridge/sources/usbhid/usb"
-	"github.com/upsbridge/upsbridge/test/datadir"
+	"github.com/upsbridge/upsbridge/internal/datadir"
+	"github.com/upsbridge/upsbridge/internal/hid/hidparse"
+	"github.com/upsbridge/upsbridge/internal/hid/usb"
 )
 
 // corpusDir holds the USB HID descriptors and captures of the repository.

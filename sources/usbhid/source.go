@@ -10,9 +10,9 @@ import (
 
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
-	"github.com/upsbridge/upsbridge/sources/usbhid/hidmap"
-	"github.com/upsbridge/upsbridge/sources/usbhid/hidparse"
-	"github.com/upsbridge/upsbridge/sources/usbhid/usb"
+	"github.com/upsbridge/upsbridge/internal/hid/hidmap"
+	"github.com/upsbridge/upsbridge/internal/hid/hidparse"
+	"github.com/upsbridge/upsbridge/internal/hid/usb"
 )
 
 // Reconnect pacing: a replugged UPS is usually back within a few seconds.

@@ -27,11 +27,11 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/upsbridge/upsbridge/agent"
-	"github.com/upsbridge/upsbridge/agent/executor"
-	"github.com/upsbridge/upsbridge/agent/intake"
-	"github.com/upsbridge/upsbridge/agent/policy"
+	"github.com/upsbridge/upsbridge/internal/agent/executor"
+	"github.com/upsbridge/upsbridge/internal/agent/intake"
+	"github.com/upsbridge/upsbridge/internal/agent/policy"
+	"github.com/upsbridge/upsbridge/internal/harness"
 	"github.com/upsbridge/upsbridge/mqttwire"
-	"github.com/upsbridge/upsbridge/test/harness"
 )
 
 // ---------------------------------------------------------------- binaries

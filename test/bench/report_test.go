@@ -205,7 +205,7 @@ whole second (dummy-ups only re-reads it then).
 - **upsbridge agent**: the moment the shutdown agent's policy decided (OUTAGE_START on OB, the final
   poweroff stage on OB LB, OUTAGE_END on OL), through the agent's ` + "`OnDecision`" + ` hook. Agents run in the
   suite's process (dry run), each with its own MQTT connection, wired exactly as ` + "`upsbridge run`" + ` wires its
-  ` + "`agent:`" + ` section (` + "`agent/intake.Intake`" + ` + ` + "`agent.Agent`" + `).
+  ` + "`agent:`" + ` section (` + "`internal/agent/intake.Intake`" + ` + ` + "`agent.Agent`" + `).
 - **Requests upsd sees**: the kernel's per-connection ` + "`data_segs_in`" + ` on upsd's side (` + "`ss -ti`" + `), summed
   over the clients under test (the reference client is left out); every NUT request is one line in one
   write.

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upsbridge/upsbridge/agent/policy"
-	"github.com/upsbridge/upsbridge/test/harness"
+	"github.com/upsbridge/upsbridge/internal/agent/policy"
+	"github.com/upsbridge/upsbridge/internal/harness"
 )
 
 var (
