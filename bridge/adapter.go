@@ -108,13 +108,13 @@ type Env struct {
 }
 
 // SourceSpec is implemented by a source type's config struct (registered
-// with config.Register("sources", ...)): it builds the source.
+// with config.RegisterSource): it builds the source.
 type SourceSpec interface {
 	NewSource(env Env) (Source, error)
 }
 
 // SinkSpec is implemented by a sink type's config struct (registered with
-// config.Register("notify", ...)): it builds the sink.
+// config.RegisterNotifier): it builds the sink.
 type SinkSpec interface {
 	NewSink(env Env) (Sink, error)
 }

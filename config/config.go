@@ -31,13 +31,13 @@ const EnvConfigPath = "UPSBRIDGE_CONFIG"
 
 // Config is the whole configuration. Its keys are public API.
 type Config struct {
-	Log     Log     `koanf:"log"`
-	MQTT    MQTT    `koanf:"mqtt"`
-	Bridge  Bridge  `koanf:"bridge"`
-	HASS    HASS    `koanf:"hass"`
-	HTTP    HTTP    `koanf:"http"`
-	Sources []Typed `koanf:"sources"`
-	Notify  []Typed `koanf:"notify"`
+	Log     Log        `koanf:"log"`
+	MQTT    MQTT       `koanf:"mqtt"`
+	Bridge  Bridge     `koanf:"bridge"`
+	HASS    HASS       `koanf:"hass"`
+	HTTP    HTTP       `koanf:"http"`
+	Sources []Source   `koanf:"sources"`
+	Notify  []Notifier `koanf:"notify"`
 	// Agent is the shutdown agent's section, nil when absent. Its struct
 	// is registered by the agent's package (RegisterSection).
 	Agent any `koanf:"agent"`
@@ -372,8 +372,10 @@ func (c *Config) Validate() []FieldError {
 		}
 	}
 	errs = append(errs, Prefix("http", c.HTTP.Token.Check("token"))...)
-	errs = append(errs, validateTyped("sources", c.Sources)...)
-	errs = append(errs, validateTyped("notify", c.Notify)...)
+	errs = append(errs, validateEntries("sources", "id", c.Sources, func(e Source) any { return e.Spec },
+		func(e Source) string { return e.Spec.SourceID() }, true)...)
+	errs = append(errs, validateEntries("notify", "name", c.Notify, func(e Notifier) any { return e.Spec },
+		func(e Notifier) string { return e.Spec.NotifierName() }, false)...)
 	if v, ok := c.Agent.(Validator); ok {
 		errs = append(errs, Prefix("agent", v.Validate())...)
 	}
@@ -457,33 +459,32 @@ func (b *Bridge) validate() []FieldError {
 	return errs
 }
 
-func validateTyped(kind string, list []Typed) []FieldError {
+// validateEntries validates each entry of a typed list and checks that its
+// key (a source's id, a notifier's name) is unique; checkKey also requires
+// the key and its pattern (notifiers check their own name).
+func validateEntries[E any](kind, key string, list []E, spec func(E) any, name func(E) string, checkKey bool) []FieldError {
 	var errs []FieldError
 	seen := map[string]int{}
-	key := kinds[kind].key
-	for i, t := range list {
+	for i, e := range list {
 		path := fmt.Sprintf("%s[%d]", kind, i)
-		if v, ok := t.Spec.(Validator); ok {
+		if v, ok := spec(e).(Validator); ok {
 			errs = append(errs, Prefix(path, v.Validate())...)
 		}
-		name, ok := entryName(kind, t.Spec)
-		if !ok {
-			continue
-		}
+		n := name(e)
 		switch {
-		case name == "":
-			if kind == "sources" { // notifiers check their own name
+		case n == "":
+			if checkKey {
 				errs = append(errs, Errorf(path+"."+key, "is required"))
 			}
-		case !IDPattern.MatchString(name):
-			if kind == "sources" {
-				errs = append(errs, Errorf(path+"."+key, "must match %s, got %q", IDPattern, name))
+		case !IDPattern.MatchString(n):
+			if checkKey {
+				errs = append(errs, Errorf(path+"."+key, "must match %s, got %q", IDPattern, n))
 			}
 		default:
-			if j, dup := seen[name]; dup {
-				errs = append(errs, Errorf(path+"."+key, "%q is already the %s of %s[%d]", name, key, kind, j))
+			if j, dup := seen[n]; dup {
+				errs = append(errs, Errorf(path+"."+key, "%q is already the %s of %s[%d]", n, key, kind, j))
 			}
-			seen[name] = i
+			seen[n] = i
 		}
 	}
 	return errs

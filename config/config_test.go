@@ -30,7 +30,7 @@ func (s *testSpec) Validate() []FieldError {
 func (s *testSpec) NewSource(bridge.Env) (bridge.Source, error) { return nil, errors.New("test spec") }
 
 func init() {
-	Register("sources", "testsrc", func() any { return &testSpec{PollInterval: time.Second} })
+	RegisterSource("testsrc", func() SourceSpec { return &testSpec{PollInterval: time.Second} })
 }
 
 func write(t *testing.T, body string) string {
@@ -263,21 +263,15 @@ notify:
 	}
 }
 
-// TestRegisterChecksKind: a spec of the wrong kind is a programming error.
-func TestRegisterChecksKind(t *testing.T) {
-	for _, tt := range []struct {
-		kind string
-		spec any
-	}{{"notify", &testSpec{}}, {"sources", &testNote{}}, {"other", &testSpec{}}} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("Register(%q, %T) did not panic", tt.kind, tt.spec)
-				}
-			}()
-			Register(tt.kind, "wrong", func() any { return tt.spec })
-		}()
-	}
+// TestRegisterTwicePanics: a type registered twice is a programming error
+// (the kind of a spec is checked by the compiler).
+func TestRegisterTwicePanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("registering testsrc twice did not panic")
+		}
+	}()
+	RegisterSource("testsrc", func() SourceSpec { return &testSpec{} })
 }
 
 type testNote struct {
@@ -290,7 +284,7 @@ func (n *testNote) NotifierName() string { return n.Name }
 func (n *testNote) NewSink(bridge.Env) (bridge.Sink, error) { return nil, errors.New("test spec") }
 
 func init() {
-	Register("notify", "testnote", func() any { return &testNote{} })
+	RegisterNotifier("testnote", func() NotifierSpec { return &testNote{} })
 }
 
 // TestKeyFilesParsed: a signing key or agent public key file that exists

@@ -46,7 +46,6 @@ func Prefix(prefix string, errs []FieldError) []FieldError {
 
 var (
 	durationType    = reflect.TypeOf(time.Duration(0))
-	typedType       = reflect.TypeOf(Typed{})
 	textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 	rawDecoder      = reflect.TypeOf((*RawDecoder)(nil)).Elem()
 )
@@ -138,7 +137,7 @@ func (d *decoder) decodeValue(path string, raw any, v reflect.Value) {
 	if raw == nil {
 		return // "key:" with no value keeps the default
 	}
-	if v.Type() == typedType {
+	if v.Type() == sourceEntryType || v.Type() == notifierEntryType {
 		d.fail(path, "a typed entry outside a list")
 		return
 	}
@@ -261,7 +260,7 @@ func (d *decoder) decodeValue(path string, raw any, v reflect.Value) {
 		out := reflect.MakeSlice(v.Type(), len(list), len(list))
 		for i, item := range list {
 			ip := fmt.Sprintf("%s[%d]", path, i)
-			if v.Type().Elem() == typedType {
+			if et := v.Type().Elem(); et == sourceEntryType || et == notifierEntryType {
 				d.decodeTyped(ip, kindOf(path), item, out.Index(i))
 				continue
 			}
@@ -307,19 +306,18 @@ func (d *decoder) decodeTyped(path, kind string, raw any, v reflect.Value) {
 		d.fail(join(path, "type"), "is required (one of: %s)", strings.Join(TypeNames(kind), ", "))
 		return
 	}
-	newSpec := lookup(kind, typ)
-	if newSpec == nil {
+	spec, set := newEntry(kind, typ)
+	if set == nil {
 		d.fail(join(path, "type"), "unknown type %q (one of: %s)", typ, strings.Join(TypeNames(kind), ", "))
 		return
 	}
-	spec := newSpec()
 	sv := reflect.ValueOf(spec)
 	if sv.Kind() != reflect.Pointer || sv.Elem().Kind() != reflect.Struct {
 		d.fail(path, "internal: spec for %s %q is not a pointer to a struct", kind, typ)
 		return
 	}
 	d.decodeStruct(path, m, sv.Elem())
-	v.Set(reflect.ValueOf(Typed{Type: typ, Spec: spec}))
+	set(v)
 }
 
 // decodeSection fills an `any` field with the struct its package registered

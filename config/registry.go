@@ -2,18 +2,26 @@ package config
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"sync"
 
 	"github.com/upsbridge/upsbridge/bridge"
 )
 
-// Typed is one entry of a list whose entries have a `type` (sources,
-// notifiers). Spec is the type's own config struct, registered by the package
-// that implements the type, decoded strictly with its defaults in place.
-type Typed struct {
+// Source is one entry of sources: its type and that type's config struct
+// (registered with RegisterSource by the package that implements the type,
+// decoded strictly with its defaults in place).
+type Source struct {
 	Type string
-	Spec any
+	Spec SourceSpec
+}
+
+// Notifier is one entry of notify: its type and that type's config struct
+// (registered with RegisterNotifier).
+type Notifier struct {
+	Type string
+	Spec NotifierSpec
 }
 
 // Validator is implemented by specs that check themselves. Keys are relative
@@ -36,41 +44,14 @@ type NotifierSpec interface {
 	bridge.SinkSpec
 }
 
-// kinds are the typed lists: the key that names an entry (unique in its
-// list) and the check that a registered spec is of the kind.
-var kinds = map[string]struct {
-	key string
-	is  func(any) bool
-}{
-	"sources": {"id", func(s any) bool { _, ok := s.(SourceSpec); return ok }},
-	"notify":  {"name", func(s any) bool { _, ok := s.(NotifierSpec); return ok }},
-}
-
-// Source returns the entry's spec as a source, for an entry of sources.
-func (t Typed) Source() (SourceSpec, bool) { s, ok := t.Spec.(SourceSpec); return s, ok }
-
-// Notifier returns the entry's spec as a notifier, for an entry of notify.
-func (t Typed) Notifier() (NotifierSpec, bool) { s, ok := t.Spec.(NotifierSpec); return s, ok }
-
-// entryName returns the id of a source or the name of a notifier.
-func entryName(kind string, spec any) (string, bool) {
-	switch s := spec.(type) {
-	case SourceSpec:
-		if kind == "sources" {
-			return s.SourceID(), true
-		}
-	case NotifierSpec:
-		if kind == "notify" {
-			return s.NotifierName(), true
-		}
-	}
-	return "", false
-}
-
 var (
-	regMu    sync.RWMutex
-	registry = map[string]map[string]func() any{}
-	sections = map[string]func() any{}
+	regMu     sync.RWMutex
+	sourceReg = map[string]func() SourceSpec{}
+	notifyReg = map[string]func() NotifierSpec{}
+	sections  = map[string]func() any{}
+
+	sourceEntryType   = reflect.TypeOf(Source{})
+	notifierEntryType = reflect.TypeOf(Notifier{})
 )
 
 // RegisterSection makes a top-level section known whose struct lives in
@@ -94,43 +75,63 @@ func lookupSection(key string) func() any {
 	return sections[key]
 }
 
-// Register makes a type known for a typed list. kind is the list's key
-// ("sources", "notify"); newSpec returns a pointer to a fresh config struct
-// with its defaults set: a SourceSpec for sources, a NotifierSpec for
-// notifiers, so every entry Load accepts can be built. An unknown kind, a spec of the wrong kind, or the same kind
-// and type registered twice panic: they are programming errors.
-func Register(kind, typ string, newSpec func() any) {
-	k, ok := kinds[kind]
-	if !ok {
-		panic(fmt.Sprintf("config: unknown kind %q of typed list", kind))
-	}
-	if !k.is(newSpec()) {
-		panic(fmt.Sprintf("config: %s type %q: spec %T lacks the %s of its kind", kind, typ, newSpec(), k.key))
-	}
-	regMu.Lock()
-	defer regMu.Unlock()
-	if registry[kind] == nil {
-		registry[kind] = map[string]func() any{}
-	}
-	if _, dup := registry[kind][typ]; dup {
-		panic(fmt.Sprintf("config: %s type %q registered twice", kind, typ))
-	}
-	registry[kind][typ] = newSpec
+// RegisterSource makes `type: <typ>` entries of sources known. newSpec
+// returns a pointer to a fresh config struct with its defaults set. The same
+// type registered twice panics: it is a programming error.
+func RegisterSource(typ string, newSpec func() SourceSpec) {
+	register(sourceReg, "sources", typ, newSpec)
 }
 
-func lookup(kind, typ string) func() any {
+// RegisterNotifier makes `type: <typ>` entries of notify known, as
+// RegisterSource does for sources.
+func RegisterNotifier(typ string, newSpec func() NotifierSpec) {
+	register(notifyReg, "notify", typ, newSpec)
+}
+
+func register[S any](reg map[string]func() S, kind, typ string, newSpec func() S) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := reg[typ]; dup {
+		panic(fmt.Sprintf("config: %s type %q registered twice", kind, typ))
+	}
+	reg[typ] = newSpec
+}
+
+// newEntry returns a fresh spec of typ for the typed list kind ("sources",
+// "notify") and a function that stores it as an entry of that list in v;
+// nil when the type is unknown.
+func newEntry(kind, typ string) (spec any, set func(v reflect.Value)) {
 	regMu.RLock()
 	defer regMu.RUnlock()
-	return registry[kind][typ]
+	switch kind {
+	case "sources":
+		if f := sourceReg[typ]; f != nil {
+			s := f()
+			return s, func(v reflect.Value) { v.Set(reflect.ValueOf(Source{Type: typ, Spec: s})) }
+		}
+	case "notify":
+		if f := notifyReg[typ]; f != nil {
+			s := f()
+			return s, func(v reflect.Value) { v.Set(reflect.ValueOf(Notifier{Type: typ, Spec: s})) }
+		}
+	}
+	return nil, nil
 }
 
 // TypeNames lists the registered types of a kind, sorted.
 func TypeNames(kind string) []string {
 	regMu.RLock()
 	defer regMu.RUnlock()
-	out := make([]string, 0, len(registry[kind]))
-	for t := range registry[kind] {
-		out = append(out, t)
+	var out []string
+	switch kind {
+	case "sources":
+		for t := range sourceReg {
+			out = append(out, t)
+		}
+	case "notify":
+		for t := range notifyReg {
+			out = append(out, t)
+		}
 	}
 	sort.Strings(out)
 	return out

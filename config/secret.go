@@ -182,7 +182,7 @@ func resolveIn(path string, v reflect.Value, lookupEnv func(string) (string, boo
 			resolveIn(fmt.Sprintf("%s[%d]", path, i), v.Index(i), lookupEnv, errs)
 		}
 	case reflect.Struct:
-		if v.Type() == typedType {
+		if v.Type() == sourceEntryType || v.Type() == notifierEntryType {
 			resolveIn(path, v.FieldByName("Spec"), lookupEnv, errs)
 			return
 		}

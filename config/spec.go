@@ -5,9 +5,6 @@ package config
 // defaults (the configuration reference test). ok is false for an unknown
 // type.
 func NewSpec(kind, typ string) (spec any, ok bool) {
-	f := lookup(kind, typ)
-	if f == nil {
-		return nil, false
-	}
-	return f(), true
+	s, set := newEntry(kind, typ)
+	return s, set != nil
 }

@@ -154,7 +154,7 @@ func TestDeploySynologyBuilds(t *testing.T) {
 	}
 	env := bridge.Env{StateDir: t.TempDir()}
 	for i, s := range cfg.Sources {
-		src, err := s.Spec.(bridge.SourceSpec).NewSource(env)
+		src, err := s.Spec.NewSource(env)
 		if err != nil {
 			t.Errorf("sources[%d]: %v", i, err)
 			continue
@@ -162,7 +162,7 @@ func TestDeploySynologyBuilds(t *testing.T) {
 		_ = src
 	}
 	for i, n := range cfg.Notify {
-		sink, err := n.Spec.(bridge.SinkSpec).NewSink(env)
+		sink, err := n.Spec.NewSink(env)
 		if err != nil {
 			t.Errorf("notify[%d]: %v", i, err)
 			continue

@@ -106,7 +106,7 @@ func loadNotifier(t *testing.T, yaml string) bridge.SinkSpec {
 	if err != nil {
 		t.Fatalf("load config: %v", err)
 	}
-	return cfg.Notify[0].Spec.(bridge.SinkSpec)
+	return cfg.Notify[0].Spec
 }
 
 // running is one "process": a notifier sink consuming its queue.

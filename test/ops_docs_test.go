@@ -62,7 +62,7 @@ func walkKeys(prefix string, v reflect.Value, out *[]docKey) {
 			key = prefix + "." + name
 		}
 		ft := f.Type
-		if ft == reflect.TypeOf([]config.Typed{}) {
+		if ft == reflect.TypeOf([]config.Source{}) || ft == reflect.TypeOf([]config.Notifier{}) {
 			continue
 		}
 		if ft.Kind() == reflect.Interface {

@@ -52,7 +52,7 @@ func cmdDemo(ctx context.Context, args []string, io stdio) int {
 	}
 	defer os.RemoveAll(dir)
 	cfg.Bridge.StateDir = filepath.Join(dir, "state")
-	cfg.Sources = []config.Typed{{Type: "sim", Spec: &sim.Config{
+	cfg.Sources = []config.Source{{Type: "sim", Spec: &sim.Config{
 		SourceCommon: config.SourceCommon{ID: "demo-ups", Type: "sim"},
 		Scenario:     *scenario, TimeScale: *scale, PollInterval: time.Second, Loop: true,
 	}}}

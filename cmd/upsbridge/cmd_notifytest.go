@@ -28,8 +28,8 @@ type testSender interface {
 // exec notifier's script sees a UPSNAME it knows.
 func testUPS(cfg *config.Config) string {
 	for _, t := range cfg.Sources {
-		if s, ok := t.Spec.(interface{ SourceID() string }); ok && s.SourceID() != "" {
-			return s.SourceID()
+		if id := t.Spec.SourceID(); id != "" {
+			return id
 		}
 	}
 	return "test-ups"
@@ -55,13 +55,10 @@ func cmdNotifyTest(ctx context.Context, args []string, io stdio) int {
 	ups := testUPS(cfg)
 	tested, failed := 0, 0
 	for i, t := range cfg.Notify {
-		spec, ok := t.Spec.(bridge.SinkSpec)
-		if !ok {
-			continue
-		}
-		name := fmt.Sprintf("notify[%d]", i)
-		if n, ok := t.Spec.(interface{ NotifierName() string }); ok {
-			name = n.NotifierName()
+		spec := t.Spec
+		name := spec.NotifierName()
+		if name == "" {
+			name = fmt.Sprintf("notify[%d]", i)
 		}
 		if *only != "" && name != *only {
 			continue

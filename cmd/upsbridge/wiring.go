@@ -74,11 +74,7 @@ func build(cfg *config.Config, log *slog.Logger, extraSinks []bridge.Sink) (_ *p
 	})
 	env := bridge.Env{Logger: log, BridgeID: cfg.Bridge.ID, StateDir: p.stateDir, Commands: p.bridge, Metrics: p.metrics}
 	for i, t := range cfg.Sources {
-		spec, ok := t.Spec.(bridge.SourceSpec)
-		if !ok {
-			return nil, configError{fmt.Errorf("sources[%d]: type %q cannot build a source", i, t.Type)}
-		}
-		src, err := spec.NewSource(env)
+		src, err := t.Spec.NewSource(env)
 		if err != nil {
 			return nil, configError{fmt.Errorf("sources[%d]: %w", i, err)}
 		}
@@ -112,11 +108,7 @@ func build(cfg *config.Config, log *slog.Logger, extraSinks []bridge.Sink) (_ *p
 	// 5. Notifiers: sinks of the bridge's events, and of agents' events
 	// through the relay on the MQTT sink's connection.
 	for i, t := range cfg.Notify {
-		spec, ok := t.Spec.(bridge.SinkSpec)
-		if !ok {
-			return nil, configError{fmt.Errorf("notify[%d]: type %q cannot build a notifier", i, t.Type)}
-		}
-		s, err := spec.NewSink(env)
+		s, err := t.Spec.NewSink(env)
 		if err != nil {
 			return nil, configError{fmt.Errorf("notify[%d]: %w", i, err)}
 		}

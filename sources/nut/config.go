@@ -69,7 +69,7 @@ func (c *Config) maxConnections() int {
 }
 
 func init() {
-	config.Register("sources", "nut", func() any { return DefaultConfig() })
+	config.RegisterSource("nut", func() config.SourceSpec { return DefaultConfig() })
 }
 
 // DefaultConfig returns a configuration with the defaults set.

@@ -33,7 +33,7 @@ type Config struct {
 var Scenarios = []string{"steady", "outage", "flapping", "comm_loss"}
 
 func init() {
-	config.Register("sources", "sim", func() any {
+	config.RegisterSource("sim", func() config.SourceSpec {
 		return &Config{Scenario: "steady", TimeScale: 1, PollInterval: time.Second}
 	})
 }

@@ -71,7 +71,7 @@ type Config struct {
 const DefaultPollInterval = 10 * time.Second
 
 func init() {
-	config.Register("sources", "usbhid", func() any {
+	config.RegisterSource("usbhid", func() config.SourceSpec {
 		return &Config{PollInterval: DefaultPollInterval}
 	})
 }

@@ -11,7 +11,7 @@
 // blip") and permanent errors (bad key or token) reported once, loudly.
 //
 // A service is a config type that embeds Common (registered with
-// config.Register("notify", "<type>", …) and building its sink with New)
+// config.RegisterNotifier("<type>", …) and building its sink with New)
 // and a Service that sends one rendered Message. The helpers here (Do,
 // PostJSON, HTTPStatusError, SecretRef, Markup, Truncate) keep the services'
 // answers to the same rules: no redirects, bounded answers, secrets never in
@@ -120,7 +120,7 @@ func Defaults(typ string, d ServiceDefaults) Common {
 // config.Validator, and builds its notifier with NewSink, which wraps the
 // service in New.
 func Register[S config.NotifierSpec](typ string, newSpec func() S) {
-	config.Register("notify", typ, func() any { return newSpec() })
+	config.RegisterNotifier(typ, func() config.NotifierSpec { return newSpec() })
 }
 
 // Validate checks the common keys (keys relative to the entry).

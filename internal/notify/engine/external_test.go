@@ -105,8 +105,8 @@ notify:
 	if len(cfg.Notify) != 1 {
 		t.Fatalf("notify entries: %d, want 1", len(cfg.Notify))
 	}
-	spec, ok := cfg.Notify[0].Notifier()
-	if !ok {
+	spec := cfg.Notify[0].Spec
+	if spec == nil {
 		t.Fatalf("testpager spec %T is no notifier", cfg.Notify[0].Spec)
 	}
 	pc := spec.(*pagerConfig)
