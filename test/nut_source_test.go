@@ -193,7 +193,7 @@ func TestNUTSourceStaleDriver(t *testing.T) {
 }
 
 // upsd killed: comm lost (refused); restarted: readings again. The
-// source's stats (for /metrics) follow: connected, polls, errors, connects.
+// source's stats (/api/state; the same numbers are its metrics) follow: connected, polls, errors, connects.
 func TestNUTSourceUPSDRestart(t *testing.T) {
 	u := harness.StartUPSD(t, harness.UPSDOptions{Devices: []harness.NUTDevice{{Name: "dummy", Dev: baseDev}}})
 	src, ups := runSource(t, func(c *nut.Config) { c.Address = u.Addr() })

@@ -101,8 +101,9 @@ func (s *Sink) noteDropped(n int) {
 	}
 }
 
-// Stats implements bridge.StatsReporter for /metrics and /api/state
-// (exported as upsbridge_sink_<key>{sink="notify-<name>"}):
+// Stats implements bridge.StatsReporter for /api/state; the same keys are
+// the notifier's metrics upsbridge_sink_<key>{sink="notify-<name>"}
+// (initMetrics; last_error is in /api/state only):
 //
 //   - queue_depth: events waiting in the notifier's disk queue (they
 //     survive restarts; includes an ONBATT held back for its flap window).
