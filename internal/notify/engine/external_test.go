@@ -151,12 +151,26 @@ notify:
 	if attempts != 2 {
 		t.Errorf("attempts = %d, want 2 (one transient failure, one retry)", attempts)
 	}
+	// The service returns after handing the message over; the engine counts
+	// the delivery only then.
+	want := map[string]uint64{"failures_total": 1, "sent_total": 1, "digests_total": 1, "events_sent_total": 10}
+	counted := func(st map[string]any) bool {
+		for k, v := range want {
+			if got, _ := st[k].(uint64); got != v {
+				return false
+			}
+		}
+		return true
+	}
 	st := s.Stats()
+	for deadline := time.Now().Add(10 * time.Second); !counted(st) && time.Now().Before(deadline); st = s.Stats() {
+		time.Sleep(5 * time.Millisecond)
+	}
 	le, _ := st["last_error"].(string)
 	if !strings.Contains(le, "pager: busy") || strings.Contains(le, token) {
 		t.Errorf("last_error %q: want the failure with the token redacted", le)
 	}
-	for k, want := range map[string]uint64{"failures_total": 1, "sent_total": 1, "digests_total": 1, "events_sent_total": 10} {
+	for k, want := range want {
 		if got, _ := st[k].(uint64); got != want {
 			t.Errorf("%s = %v, want %d", k, st[k], want)
 		}
