@@ -616,7 +616,9 @@ func TestAgentMatrix(t *testing.T) {
 				r.setStatus("dummy", "nut1", "OL", 3000)
 			}
 			a.start()
-			started := time.Now() // the agent is subscribed: states from now on are live news to it
+			// The agent subscribed (on its clock): states published from
+			// then on are live news to it, those before are history.
+			started := prLogTime(a.proc, "reading the supplies' news")
 			if mainsBack {
 				a.noPoweroff(mxDeadTime+5*time.Second, "final stage resumed, live news says on line: cancelled")
 				if !strings.Contains(a.out(), "cancel") {
