@@ -26,13 +26,22 @@ import (
 // only append to a record file (tests never power anything off). Each cell
 // asserts the outcome and its time: a power-off at T ± 1 s, or none.
 //
-// T is taken where the agent takes it: the arrival of the bridge's state
-// (seen by a subscriber on the same broker), plus the configured delays.
+// T is the time the bridge published the state the agent acts on (the
+// state's ts, on this machine's clock), plus the configured delays. The
+// agent cannot get a state before it is published, so a correct agent is
+// never early against T, however busy the machine; the arrival at this
+// test's own subscriber is no reference, as this process may get the CPU
+// late. Each agent is reading (subscribed) before a cell changes anything,
+// so every state that follows is live news to it.
 
 const (
 	mxDeadTime   = 3 * time.Second
 	mxFinalDelay = time.Second
 	mxTolerance  = time.Second
+	// mxPublishWait is how long the agent waits at most for the broker to
+	// acknowledge powering_off before it powers off anyway (publishWait
+	// in package agent).
+	mxPublishWait = 2 * time.Second
 )
 
 const mxDev = `ups.mfr: Example
@@ -126,8 +135,8 @@ sources:
 	return p
 }
 
-// waitState waits for a state of ups received after since that satisfies
-// cond, and returns its arrival time and payload.
+// waitState waits for a state of ups published after since (by its ts)
+// that satisfies cond, and returns its ts and the payload.
 func (r *mxRig) waitState(ups string, since time.Time, timeout time.Duration, cond func(*mqttwire.StatePayload) bool) (time.Time, *mqttwire.StatePayload) {
 	r.t.Helper()
 	var at time.Time
@@ -135,11 +144,11 @@ func (r *mxRig) waitState(ups string, since time.Time, timeout time.Duration, co
 	topic := "ub/ups/" + ups + "/state"
 	r.sub.WaitFor("a state of "+ups, timeout, func(msgs []harness.Msg) bool {
 		for _, m := range msgs {
-			if m.Topic != topic || m.At.Before(since) || m.Retained {
+			if m.Topic != topic || m.Retained {
 				continue
 			}
-			if p := prState(m.Payload); p != nil && cond(p) {
-				at, got = m.At, p
+			if p := prState(m.Payload); p != nil && !stateTS(r.t, p).Before(since.Truncate(time.Millisecond)) && cond(p) {
+				at, got = stateTS(r.t, p), p
 				return true
 			}
 		}
@@ -159,12 +168,31 @@ func (r *mxRig) setStatus(name, ups, status string, runtime int) (time.Time, *mq
 	})
 }
 
-// lastState is the arrival time of the last live state of ups before t.
+// stateTS is when the bridge published the state p.
+func stateTS(t testing.TB, p *mqttwire.StatePayload) time.Time {
+	ts, err := time.Parse(time.RFC3339Nano, p.TS)
+	if err != nil {
+		t.Fatalf("state ts %q: %v", p.TS, err)
+	}
+	return ts
+}
+
+// lastState is the publication time (ts) of the last live state of ups
+// published before the given time, among those this test received. Call
+// it once the agent has acted, so that no such state is still on its way
+// to this test. The broker may have delivered the very last one to only
+// one of this test and the agent when it stopped: T is then off by one
+// publication interval (500 ms on battery), inside mxTolerance.
 func (r *mxRig) lastState(ups string, before time.Time) time.Time {
 	var last time.Time
 	for _, m := range r.sub.On("ub/ups/" + ups + "/state") {
-		if !m.Retained && m.At.Before(before) {
-			last = m.At
+		if m.Retained {
+			continue
+		}
+		if p := prState(m.Payload); p != nil {
+			if ts := stateTS(r.t, p); ts.Before(before) && ts.After(last) {
+				last = ts
+			}
 		}
 	}
 	return last
@@ -210,12 +238,18 @@ func (a *mxAgent) recCmd(name string) string {
 	return fmt.Sprintf("[%s, %s]", filepath.Join(a.dir, "rec.sh"), name)
 }
 
-// start runs the agent and waits for its first published state.
+// start runs the agent and waits for its first published state and until
+// it reads the supplies' news. The agent publishes its state as soon as
+// its writing connection is up, possibly before its reading connection
+// has subscribed; a state published in between would reach it later as
+// retained history, which never moves a host toward power-off, and the
+// agent would act one state late.
 func (a *mxAgent) start() *mxAgent {
 	a.r.t.Helper()
 	since := time.Now()
 	a.proc = harness.StartBridge(a.r.t, a.cfg)
 	a.waitStatus(since, 30*time.Second, func(st mqttwire.AgentState) bool { return true })
+	waitOutput(a.r.t, a.proc, "reading the supplies' news", 30*time.Second)
 	return a
 }
 
@@ -317,7 +351,32 @@ func (a *mxAgent) out() string {
 // poweroffAt asserts that the agent powers off at want ± mxTolerance.
 func (a *mxAgent) poweroffAt(want time.Time, why string) time.Time {
 	a.r.t.Helper()
-	got := a.waitRecord("POWEROFF", 1, time.Until(want)+10*time.Second)
+	return a.poweroffCheck(want, why, false)
+}
+
+// poweroffAtBrokerGone is poweroffAt for an agent whose broker is gone: it
+// may wait up to mxPublishWait for the acknowledgement of powering_off
+// before it powers off. Whether it waits depends on whether the connection
+// was already known to be down when it published (an error at once) or a
+// publication was in flight when the broker died (no answer), so the
+// agent's log says which: want moves by mxPublishWait only when the agent
+// logged that powering_off was not confirmed.
+func (a *mxAgent) poweroffAtBrokerGone(want time.Time, why string) time.Time {
+	a.r.t.Helper()
+	return a.poweroffCheck(want, why, true)
+}
+
+func (a *mxAgent) poweroffCheck(want time.Time, why string, brokerGone bool) time.Time {
+	a.r.t.Helper()
+	got := a.waitRecord("POWEROFF", 1, time.Until(want)+mxPublishWait+10*time.Second)
+	if brokerGone {
+		// Logged after the command ran: the lines before it are in.
+		waitOutput(a.r.t, a.proc, "the OS accepted the power off", 10*time.Second)
+		if strings.Contains(a.out(), "powering_off not confirmed by the broker") {
+			want = want.Add(mxPublishWait)
+			why += ", + the wait for the broker's acknowledgement of powering_off"
+		}
+	}
 	d := got.Sub(want)
 	a.r.t.Logf("outcome: power-off %s; at T%+.2fs of the expected time (%s)", a.id, d.Seconds(), why)
 	mxResult(a.r.t, fmt.Sprintf("power-off at T%+.2fs (%s)", d.Seconds(), why))
@@ -479,8 +538,9 @@ func TestAgentMatrix(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		killed := time.Now()
 		r.mq.Stop()
+		a.waitRecord("POWEROFF", 1, mxDeadTime+mxFinalDelay+mxPublishWait+10*time.Second)
 		last := r.lastState("nut1", killed)
-		a.poweroffAt(last.Add(mxDeadTime+mxFinalDelay), "last live state + dead_time + final_delay")
+		a.poweroffAtBrokerGone(last.Add(mxDeadTime+mxFinalDelay), "last live state + dead_time + final_delay")
 	})
 
 	t.Run("bridge_killed_on_battery", func(t *testing.T) {
@@ -492,6 +552,7 @@ func TestAgentMatrix(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		killed := time.Now()
 		br.Kill()
+		a.waitRecord("POWEROFF", 1, mxDeadTime+mxFinalDelay+10*time.Second)
 		last := r.lastState("nut1", killed)
 		a.poweroffAt(last.Add(mxDeadTime+mxFinalDelay), "last live state + dead_time + final_delay")
 	})
@@ -555,7 +616,9 @@ func TestAgentMatrix(t *testing.T) {
 				r.setStatus("dummy", "nut1", "OL", 3000)
 			}
 			a.start()
-			started := time.Now() // the agent is subscribed: states from now on are live news to it
+			// The agent subscribed (on its clock): states published from
+			// then on are live news to it, those before are history.
+			started := prLogTime(a.proc, "reading the supplies' news")
 			if mainsBack {
 				a.noPoweroff(mxDeadTime+5*time.Second, "final stage resumed, live news says on line: cancelled")
 				if !strings.Contains(a.out(), "cancel") {
@@ -737,7 +800,13 @@ func TestAgentMatrix(t *testing.T) {
 		since := time.Now()
 		r.u.WriteDev("dummy", mxDevWith("OB DISCHRG LB", 300))
 		r.waitState("nut1", since, 15*time.Second, func(p *mqttwire.StatePayload) bool { return prHasFlag(p, "FSD") })
-		poweringOff, _ := a.waitStatus(since, 30*time.Second, func(st mqttwire.AgentState) bool { return st.Status == mqttwire.AgentPoweringOff })
+		// When the agent published powering_off (its ts), not when this
+		// test received it: the bridge may rightly act on it first.
+		_, po := a.waitStatus(since, 30*time.Second, func(st mqttwire.AgentState) bool { return st.Status == mqttwire.AgentPoweringOff })
+		poweringOff, err := time.Parse(time.RFC3339Nano, po.TS)
+		if err != nil {
+			t.Fatalf("agent state ts %q: %v", po.TS, err)
+		}
 		finalEnd := a.waitRecord("final-end", 1, 5*time.Second)
 		killAt := prWaitLog(t, br, 30*time.Second, "kill power: sending shutdown.return")
 		mxResult(t, fmt.Sprintf("final stage ended %s, powering_off %s, shutdown.return %s (+%.2fs after powering_off)",
