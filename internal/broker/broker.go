@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -35,6 +37,9 @@ type Options struct {
 	TopicPrefix     string
 	DiscoveryPrefix string
 	Logger          *slog.Logger
+	// ConnectTimeout is how long a new connection has to send its CONNECT
+	// (0: DefaultConnectTimeout).
+	ConnectTimeout time.Duration
 }
 
 // User is one account.
@@ -50,6 +55,98 @@ type Broker struct {
 	addr     string
 	internal User
 	auth     *authHook
+	ln       *trackingListener
+	log      *slog.Logger
+	// closeWait bounds Close: past it, connections still open are left to
+	// the process's exit rather than holding up its shutdown.
+	closeWait time.Duration
+}
+
+// DefaultConnectTimeout bounds how long a new connection may take to send its
+// CONNECT. mochi reads the CONNECT without a deadline: a client that opens
+// a TCP connection and sends nothing would hold a goroutine forever, and
+// stopping the broker waits for every connection's goroutine. After the
+// CONNECT, mochi sets the connection's deadline from its keepalive.
+const DefaultConnectTimeout = 10 * time.Second
+
+// trackingListener is the broker's listening socket. It gives every
+// accepted connection timeout to send its CONNECT, and remembers each one
+// until mochi starts reading it: mochi counts a connection in a WaitGroup
+// only once its goroutine runs, and waits on that WaitGroup when it stops,
+// so Close lets every accepted connection be counted before it stops mochi
+// (a count added during the wait is a data race in the library).
+type trackingListener struct {
+	net.Listener
+	timeout time.Duration
+
+	mu      sync.Mutex
+	pending map[*trackedConn]struct{}
+	drained chan struct{} // closed when pending empties after stop
+	stopped bool
+}
+
+func newTrackingListener(ln net.Listener, timeout time.Duration) *trackingListener {
+	return &trackingListener{Listener: ln, timeout: timeout, pending: map[*trackedConn]struct{}{}}
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.SetDeadline(time.Now().Add(l.timeout)); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("set the connect deadline: %w", err)
+	}
+	tc := &trackedConn{Conn: c, l: l}
+	l.mu.Lock()
+	l.pending[tc] = struct{}{}
+	l.mu.Unlock()
+	return tc, nil
+}
+
+// served marks c as taken up by mochi (read or closed).
+func (l *trackingListener) served(c *trackedConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.pending, c)
+	if l.stopped && len(l.pending) == 0 && l.drained != nil {
+		close(l.drained)
+		l.drained = nil
+	}
+}
+
+// stop closes the socket and returns a channel closed once every accepted
+// connection has been taken up.
+func (l *trackingListener) stop() <-chan struct{} {
+	_ = l.Listener.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+	ch := make(chan struct{})
+	if len(l.pending) == 0 {
+		close(ch)
+	} else {
+		l.drained = ch
+	}
+	return ch
+}
+
+// trackedConn tells its listener when mochi first reads or closes it.
+type trackedConn struct {
+	net.Conn
+	l    *trackingListener
+	once sync.Once
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	c.once.Do(func() { c.l.served(c) })
+	return c.Conn.Read(p)
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { c.l.served(c) })
+	return c.Conn.Close()
 }
 
 // Start listens on o.Addr and serves until Close. It refuses an address
@@ -68,7 +165,10 @@ func Start(o Options) (*Broker, error) {
 	if o.DiscoveryPrefix == "" {
 		o.DiscoveryPrefix = "homeassistant"
 	}
-	b := &Broker{}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	b := &Broker{log: log.With("component", "broker"), closeWait: o.ConnectTimeout + 2*time.Second}
 	users := o.Users
 	if len(users) > 0 {
 		// The bridge in this process logs in like everyone else, with an
@@ -82,22 +182,26 @@ func Start(o Options) (*Broker, error) {
 	}
 	b.auth = h
 
-	// Listen first so a port in use is reported here, and port 0 works.
+	// Listen here so a port in use is reported here, and port 0 works;
+	// the broker serves this very socket.
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker: listen on %s: %w", o.Addr, err)
 	}
 	bound := ln.Addr().String()
-	ln.Close()
 
 	srv := mochi.New(&mochi.Options{InlineClient: false, Logger: quiet(log)})
 	if err := srv.AddHook(h, nil); err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
-	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: bound})); err != nil {
+	b.ln = newTrackingListener(ln, o.ConnectTimeout)
+	if err := srv.AddListener(listeners.NewNet("tcp", b.ln)); err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("embedded broker: listen on %s: %w", bound, err)
 	}
 	if err := srv.Serve(); err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("embedded broker: serve: %w", err)
 	}
 	b.srv, b.addr = srv, bound
@@ -140,7 +244,30 @@ func (b *Broker) URL() string {
 }
 
 // Close stops the broker.
-func (b *Broker) Close() error { return b.srv.Close() }
+//
+// It waits for the connections to end, at most the connect timeout and
+// 2 s (a client still sending its CONNECT has up to the connect timeout);
+// what is left then is logged and left to the process's exit.
+func (b *Broker) Close() error {
+	// One deadline for both waits (a closed Done channel stays closed).
+	ctx, cancel := context.WithTimeout(context.Background(), b.closeWait)
+	defer cancel()
+	select {
+	case <-b.ln.stop():
+	case <-ctx.Done():
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = b.srv.Close()
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		b.log.Warn("embedded broker: connections still open at shutdown; leaving them to the process's exit", "waited", b.closeWait)
+	}
+	return nil
+}
 
 // Run serves until ctx ends, then closes the broker.
 func (b *Broker) Run(ctx context.Context) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -290,4 +291,67 @@ type netDialer struct{}
 func (netDialer) dial(ctx context.Context, addr string) (net.Conn, error) {
 	var d net.Dialer
 	return d.DialContext(ctx, "tcp", addr)
+}
+
+// TestSilentConnectionDoesNotHoldTheBroker: a TCP connection that never
+// sends its CONNECT is closed by the broker after the connect timeout (a
+// slowloris holds no goroutine forever), Close does not wait for it beyond
+// that, and a client that did connect keeps its connection past the
+// connect timeout (its keepalive governs it from then on).
+func TestSilentConnectionDoesNotHoldTheBroker(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	b, err := Start(Options{Addr: "127.0.0.1:0", ConnectTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = b.Close()
+		}
+	})
+	good, err := dial(t, b.Addr(), "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !good.subscribe(t, "t/#") {
+		t.Fatal("subscription refused")
+	}
+
+	silent, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	_ = silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	if n, err := silent.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("silent connection: read %d bytes, err %v; want it closed by the broker", n, err)
+	}
+	if d := time.Since(start); d > timeout+5*time.Second {
+		t.Errorf("silent connection closed after %s, connect timeout %s", d, timeout)
+	}
+
+	// Past the connect timeout, the connected client still works.
+	if err := good.publish("t/x", "still here"); err != nil {
+		t.Fatalf("publish after the connect timeout: %v", err)
+	}
+	good.expect(t, "t/x", "still here")
+
+	// A second silent connection open at Close: Close returns without
+	// waiting for it past the connect timeout.
+	silent2, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent2.Close()
+	_ = good.c.Disconnect(&paho.Disconnect{})
+	start = time.Now()
+	closed = true
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > timeout+2*time.Second+time.Second {
+		t.Errorf("Close took %s with a silent connection open", d)
+	}
 }
