@@ -70,23 +70,31 @@ type Broker struct {
 const DefaultConnectTimeout = 10 * time.Second
 
 // trackingListener is the broker's listening socket. It gives every
-// accepted connection timeout to send its CONNECT, and remembers each one
-// until mochi starts reading it: mochi counts a connection in a WaitGroup
-// only once its goroutine runs, and waits on that WaitGroup when it stops,
-// so Close lets every accepted connection be counted before it stops mochi
-// (a count added during the wait is a data race in the library).
+// accepted connection timeout to send its CONNECT, and keeps every open
+// connection so that Close can end them itself before stopping mochi:
+//
+//   - mochi v2.7.9's Close deadlocks when a client's goroutine removes the
+//     client while Close lists the listener's clients (a read lock taken
+//     twice with a writer waiting in between);
+//   - mochi counts a connection in a WaitGroup only once its goroutine
+//     runs, and a count added while Close waits on it is a data race.
+//
+// So Close stops accepting, waits until mochi has taken up every accepted
+// connection (pending), closes them all, waits for mochi's goroutines to
+// end, and only then calls mochi's Close, which then finds nothing to do.
 type trackingListener struct {
 	net.Listener
 	timeout time.Duration
 
 	mu      sync.Mutex
-	pending map[*trackedConn]struct{}
-	drained chan struct{} // closed when pending empties after stop
+	open    map[*trackedConn]struct{}
+	pending map[*trackedConn]struct{} // accepted, not yet read by mochi
+	drained chan struct{}             // closed when pending empties after stop
 	stopped bool
 }
 
 func newTrackingListener(ln net.Listener, timeout time.Duration) *trackingListener {
-	return &trackingListener{Listener: ln, timeout: timeout, pending: map[*trackedConn]struct{}{}}
+	return &trackingListener{Listener: ln, timeout: timeout, open: map[*trackedConn]struct{}{}, pending: map[*trackedConn]struct{}{}}
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
@@ -100,8 +108,15 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	}
 	tc := &trackedConn{Conn: c, l: l}
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		// Accepted as the socket closed: mochi must not take it up
+		// after stop has counted what is pending.
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	l.open[tc] = struct{}{}
 	l.pending[tc] = struct{}{}
-	l.mu.Unlock()
 	return tc, nil
 }
 
@@ -132,7 +147,21 @@ func (l *trackingListener) stop() <-chan struct{} {
 	return ch
 }
 
-// trackedConn tells its listener when mochi first reads or closes it.
+// closeAll closes every open connection.
+func (l *trackingListener) closeAll() {
+	l.mu.Lock()
+	conns := make([]*trackedConn, 0, len(l.open))
+	for c := range l.open {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+// trackedConn tells its listener when mochi first reads it, and when it
+// is closed.
 type trackedConn struct {
 	net.Conn
 	l    *trackingListener
@@ -146,6 +175,9 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 
 func (c *trackedConn) Close() error {
 	c.once.Do(func() { c.l.served(c) })
+	c.l.mu.Lock()
+	delete(c.l.open, c)
+	c.l.mu.Unlock()
 	return c.Conn.Close()
 }
 
@@ -245,9 +277,9 @@ func (b *Broker) URL() string {
 
 // Close stops the broker.
 //
-// It waits for the connections to end, at most the connect timeout and
-// 2 s (a client still sending its CONNECT has up to the connect timeout);
-// what is left then is logged and left to the process's exit.
+// It closes every client connection (their Wills are published), waits
+// for the broker's goroutines to end, at most the connect timeout and 2 s,
+// and leaves what is left then to the process's exit, with a warning.
 func (b *Broker) Close() error {
 	// One deadline for both waits (a closed Done channel stays closed).
 	ctx, cancel := context.WithTimeout(context.Background(), b.closeWait)
@@ -259,6 +291,8 @@ func (b *Broker) Close() error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		b.ln.closeAll()
+		b.srv.Listeners.ClientsWg.Wait()
 		_ = b.srv.Close()
 	}()
 	select {
