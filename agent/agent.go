@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/upsbridge/upsbridge/internal/agent/executor"
 	"github.com/upsbridge/upsbridge/internal/agent/news"
 	"github.com/upsbridge/upsbridge/internal/agent/policy"

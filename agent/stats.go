@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/internal/agent/policy"
 	"github.com/upsbridge/upsbridge/internal/metricname"

@@ -10,13 +10,13 @@ import (
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/upsbridge/upsbridge/internal/mqttconn"
 
 	"github.com/upsbridge/upsbridge/agent"
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/bridge/signing"
 	"github.com/upsbridge/upsbridge/config"
 	"github.com/upsbridge/upsbridge/hass"
+	"github.com/upsbridge/upsbridge/internal/mqttconn"
 	"github.com/upsbridge/upsbridge/sinks/agentrelay"
 	"github.com/upsbridge/upsbridge/sinks/httpapi"
 	"github.com/upsbridge/upsbridge/sinks/mqtt"

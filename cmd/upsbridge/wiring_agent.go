@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/upsbridge/upsbridge/internal/mqttconn"
 
 	"github.com/eclipse/paho.golang/paho"

@@ -22,6 +22,7 @@ import (
 	"unicode"
 
 	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/internal/metricname"
 	"github.com/upsbridge/upsbridge/mqttwire"

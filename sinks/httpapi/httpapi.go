@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/upsbridge/upsbridge/bridge"
 	"github.com/upsbridge/upsbridge/config"
 	"github.com/upsbridge/upsbridge/internal/metricname"
