@@ -3,6 +3,7 @@ package metricname
 import (
 	"bytes"
 	"math"
+	"os"
 	"strings"
 	"testing"
 
@@ -10,6 +11,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/upsbridge/upsbridge/internal/datadir"
 )
 
 func parse(t testing.TB, text string) map[string]*dto.MetricFamily {
@@ -75,6 +78,24 @@ func TestWriteFamily(t *testing.T) {
 	}
 }
 
+// realLabels returns the variable names and values of the curated device
+// dumps: what UPSes put in label values.
+func realLabels(tb testing.TB) []string {
+	var out []string
+	for _, path := range datadir.CuratedDDL(tb) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if name, value, ok := strings.Cut(strings.TrimRight(l, "\r"), ": "); ok && !strings.HasPrefix(name, "#") {
+				out = append(out, name, value)
+			}
+		}
+	}
+	return out
+}
+
 // FuzzSeries: whatever a component id or a UPS sends as a label value,
 // the library accepts the series name (it panics on one it cannot parse),
 // the scrape parses with Prometheus' own parser, and the value comes back:
@@ -82,6 +103,12 @@ func TestWriteFamily(t *testing.T) {
 func FuzzSeries(f *testing.F) {
 	for _, s := range []string{"battery.charge", "nas-ups", `say "hi"\` + "\n", "bad\xff", "x\"} 1\n# HELP a", "ünï", "", "\\", "{}=,"} {
 		f.Add(s, s)
+	}
+	// Variable names with their values, from real devices (one pair in 20,
+	// to keep the seed corpus quick to run).
+	seeds := realLabels(f)
+	for i := 0; i+1 < len(seeds); i += 40 {
+		f.Add(seeds[i], seeds[i+1])
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
 		set := metrics.NewSet()
