@@ -165,6 +165,7 @@ type runningBridge struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	src    *scriptedSource
+	sink   *mqtt.Sink
 }
 
 func startInProcess(t *testing.T, brokerURL, stateDir string) *runningBridge {
@@ -183,7 +184,7 @@ func startInProcess(t *testing.T, brokerURL, stateDir string) *runningBridge {
 	}
 	b.AddSink(sink)
 	ctx, cancel := context.WithCancel(context.Background())
-	rb := &runningBridge{cancel: cancel, done: make(chan struct{}), src: src}
+	rb := &runningBridge{cancel: cancel, done: make(chan struct{}), src: src, sink: sink}
 	go func() { b.Run(ctx); close(rb.done) }()
 	t.Cleanup(rb.stop)
 	return rb
@@ -257,6 +258,15 @@ func TestQueuedEventsSurviveRestart(t *testing.T) {
 	rb.src.send("OL")
 	rb.src.send("OB DISCHRG")
 	rb.src.send("OB DISCHRG LB")
+	// The bridge takes the last reading before it derives LOWBATT and the
+	// sink spools it: stop only once both events are on disk (stopping
+	// earlier loses what has not reached the spool, which is no restart
+	// test).
+	for deadline := time.Now().Add(10 * time.Second); rb.sink.QueueDepth() < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("events spooled while the broker is down: %d, want 2 (ONBATT, LOWBATT)", rb.sink.QueueDepth())
+		}
+	}
 	rb.stop()
 
 	broker.Start()
